@@ -1,0 +1,193 @@
+"""The demo organisation that `make run` seeds: two properties, 40 units, a login per role.
+
+Seeding is idempotent: every object is looked up by its natural key first and created through
+the same services the product uses (so the audit log tells the story), never duplicated.
+"""
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import services as accounts
+from accounts.models import Account, Membership, Organisation, Property, Tenant, Unit
+from meters import services as meters
+from meters.models import Meter
+from prepaid.scoping import Role
+
+DEMO_SLUG = "demo"
+DEMO_PASSWORD = "prepaid-demo"  # noqa: S105 - printed for the demo on purpose
+
+PROPERTIES = [
+    {
+        "code": "RSG",
+        "name": "Riverside Garden",
+        "time_zone": "Asia/Shanghai",
+        "currency": "CNY",
+        "country": "CN",
+        "address": "88 Binjiang Avenue, Pudong, Shanghai",
+        "units": 24,
+        "vacant": 2,
+        "language": "zh-hans",
+        "names": ["王伟", "李娜", "张敏", "刘洋", "陈静", "杨磊", "赵丽", "黄强", "周杰", "吴芳"],
+        "phone": "+86 138 {:04d} {:04d}",
+    },
+    {
+        "code": "KLC",
+        "name": "Kilimani Court",
+        "time_zone": "Africa/Nairobi",
+        "currency": "KES",
+        "country": "KE",
+        "address": "14 Argwings Kodhek Road, Kilimani, Nairobi",
+        "units": 16,
+        "vacant": 2,
+        "language": "en",
+        "names": [
+            "Amina Odhiambo",
+            "Brian Mwangi",
+            "Cynthia Wanjiru",
+            "David Otieno",
+            "Esther Njeri",
+            "Felix Kiprono",
+            "Grace Achieng",
+            "Hassan Abdi",
+        ],
+        "phone": "+254 7{:02d} {:06d}",
+    },
+]
+
+STAFF = [
+    ("owner", Role.OWNER, None),
+    ("manager", Role.MANAGER, "RSG"),
+    ("accountant", Role.ACCOUNTANT, None),
+]
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    password: str
+    what: str
+
+
+def demo_logins() -> list[Login]:
+    return [
+        Login("owner", DEMO_PASSWORD, "owner: everything in the demo organisation"),
+        Login("manager", DEMO_PASSWORD, "manager: Riverside Garden only"),
+        Login("accountant", DEMO_PASSWORD, "accountant: read-only money and reports"),
+        Login("tenant", DEMO_PASSWORD, "tenant: one flat's account"),
+        Login("admin", DEMO_PASSWORD, "superuser: the Django admin"),
+    ]
+
+
+def demo_exists() -> bool:
+    return Organisation.objects.filter(slug=DEMO_SLUG).exists()
+
+
+@transaction.atomic
+def demo_seed() -> Organisation:
+    organisation = Organisation.objects.filter(slug=DEMO_SLUG).first()
+    if organisation is None:
+        organisation = accounts.organisation_create(name="Demo Property Management", slug=DEMO_SLUG)
+    properties = {spec["code"]: _seed_property(organisation, spec) for spec in PROPERTIES}
+    _seed_staff(organisation, properties)
+    _seed_tenant_login(organisation)
+    _seed_superuser()
+    return organisation
+
+
+def _seed_property(organisation: Organisation, spec: dict) -> Property:
+    fields = {key: spec[key] for key in accounts.PROPERTY_FIELDS}
+    prop = Property.objects.filter(organisation=organisation, code=spec["code"]).first()
+    if prop is None:
+        prop = accounts.property_create(organisation=organisation, actor=None, **fields)
+    # A fixed seed gives every run, and every machine, the same demo.
+    rng = random.Random(spec["code"])  # noqa: S311 - demo data, not security
+    move_in = timezone.now() - timedelta(days=60)
+    occupied = spec["units"] - spec["vacant"]
+    for number in range(1, spec["units"] + 1):
+        floor = (number - 1) // 4 + 1
+        name = f"{floor}{(number - 1) % 4 + 1:02d}"
+        unit = Unit.objects.filter(property=prop, name=name).first()
+        if unit is None:
+            unit = accounts.unit_create(property=prop, actor=None, name=name, floor=str(floor))
+        _seed_meter(organisation, prop, unit, move_in)
+        if number <= occupied:
+            _seed_account(organisation, spec, unit, number, rng, move_in)
+    return prop
+
+
+def _seed_meter(organisation, prop: Property, unit: Unit, installed_at) -> None:
+    serial = f"{prop.code}-E-{unit.name}"
+    if not Meter.objects.filter(organisation=organisation, serial=serial).exists():
+        meters.meter_register(
+            organisation=organisation,
+            actor=None,
+            serial=serial,
+            utility=Meter.Utility.ELECTRICITY,
+            has_relay=True,
+            unit=unit,
+            installed_at=installed_at,
+        )
+
+
+def _seed_account(organisation, spec: dict, unit: Unit, number: int, rng, opened_at) -> None:
+    if Account.objects.filter(unit=unit).exists():
+        return
+    base = spec["names"][(number - 1) % len(spec["names"])]
+    name = base if number <= len(spec["names"]) else f"{base} ({unit.name})"
+    tenant = Tenant.objects.filter(organisation=organisation, name=name).first()
+    if tenant is None:
+        tenant = accounts.tenant_create(
+            organisation=organisation,
+            actor=None,
+            name=name,
+            phone=spec["phone"].format(rng.randrange(100), rng.randrange(10_000)),
+            email=f"tenant-{spec['code'].lower()}-{unit.name}@demo.example",
+            preferred_language=spec["language"],
+        )
+    # One household on life-support equipment: never cut off automatically.
+    accounts.account_open(
+        tenant=tenant, unit=unit, actor=None, opened_at=opened_at, protected=number == 3
+    )
+
+
+def _seed_staff(organisation: Organisation, properties: dict[str, Property]) -> None:
+    User = get_user_model()
+    for username, role, limited_to in STAFF:
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            user = User.objects.create_user(
+                username=username, email=f"{username}@demo.example", password=DEMO_PASSWORD
+            )
+        if not Membership.objects.filter(user=user).exists():
+            accounts.membership_create(
+                user=user,
+                organisation=organisation,
+                role=role,
+                actor=None,
+                properties=[properties[limited_to]] if limited_to else [],
+            )
+
+
+def _seed_tenant_login(organisation: Organisation) -> None:
+    User = get_user_model()
+    user = User.objects.filter(username="tenant").first()
+    if user is None:
+        user = User.objects.create_user(
+            username="tenant", email="tenant@demo.example", password=DEMO_PASSWORD
+        )
+    tenant = Tenant.objects.filter(organisation=organisation, name="王伟").first()
+    if tenant is not None and tenant.user_id is None:
+        accounts.tenant_link_login(tenant=tenant, user=user, actor=None)
+
+
+def _seed_superuser() -> None:
+    User = get_user_model()
+    if not User.objects.filter(username="admin").exists():
+        User.objects.create_superuser(
+            username="admin", email="admin@demo.example", password=DEMO_PASSWORD
+        )

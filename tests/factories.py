@@ -1,0 +1,103 @@
+"""Factories build data through the real services wherever a service exists."""
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from accounts import services as accounts
+from accounts.models import Account, Organisation, Property, Tenant, Unit
+from meters import services as meters
+from meters.models import Meter
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.test")
+    password = factory.django.Password("correct horse battery staple")
+
+
+class ServiceFactory(factory.Factory):
+    """A factory whose objects come from a service function instead of Model.objects.create."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        return cls.service(actor=None, **kwargs)
+
+    @classmethod
+    def _build(cls, model_class, *args, **kwargs):
+        raise TypeError(f"{cls.__name__} creates through a service; use create().")
+
+
+class OrganisationFactory(ServiceFactory):
+    class Meta:
+        model = Organisation
+
+    name = factory.Sequence(lambda n: f"Organisation {n}")
+    slug = factory.Sequence(lambda n: f"org-{n}")
+    service = staticmethod(accounts.organisation_create)
+
+
+class PropertyFactory(ServiceFactory):
+    class Meta:
+        model = Property
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"Property {n}")
+    code = factory.Sequence(lambda n: f"P{n}")
+    time_zone = "Asia/Shanghai"
+    currency = "CNY"
+    country = "CN"
+    address = "1 Test Road"
+    service = staticmethod(accounts.property_create)
+
+
+class UnitFactory(ServiceFactory):
+    class Meta:
+        model = Unit
+
+    property = factory.SubFactory(PropertyFactory)
+    name = factory.Sequence(lambda n: f"U{n:03d}")
+    service = staticmethod(accounts.unit_create)
+
+
+class TenantFactory(ServiceFactory):
+    class Meta:
+        model = Tenant
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"Tenant {n}")
+    phone = factory.Sequence(lambda n: f"+86 138 0000 {n:04d}")
+    email = factory.Sequence(lambda n: f"tenant{n}@example.test")
+    service = staticmethod(accounts.tenant_create)
+
+
+class AccountFactory(ServiceFactory):
+    class Meta:
+        model = Account
+
+    unit = factory.SubFactory(UnitFactory)
+    tenant = factory.SubFactory(
+        TenantFactory, organisation=factory.SelfAttribute("..unit.property.organisation")
+    )
+    opened_at = factory.LazyFunction(timezone.now)
+    service = staticmethod(accounts.account_open)
+
+
+class MeterFactory(ServiceFactory):
+    class Meta:
+        model = Meter
+
+    unit = factory.SubFactory(UnitFactory)
+    organisation = factory.SelfAttribute("unit.property.organisation")
+    serial = factory.Sequence(lambda n: f"SN{n:06d}")
+    utility = Meter.Utility.ELECTRICITY
+    has_relay = True
+    installed_at = factory.LazyFunction(timezone.now)
+    service = staticmethod(meters.meter_register)
