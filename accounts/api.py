@@ -5,7 +5,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts import services
-from accounts.models import Account, Property, Tenant, Unit
+from accounts.models import (
+    Account,
+    Property,
+    Tenant,
+    Unit,
+    validate_country_code,
+    validate_currency_code,
+    validate_time_zone,
+)
 from prepaid.api.scoped import ScopedRelatedField, ScopedViewSet
 from prepaid.scoping import Capability
 
@@ -24,9 +32,9 @@ class PropertyOut(serializers.ModelSerializer):
 class PropertyIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     code = serializers.RegexField(r"^[A-Z0-9-]{1,12}$", max_length=12)
-    time_zone = serializers.CharField(max_length=64)
-    currency = serializers.CharField(min_length=3, max_length=3)
-    country = serializers.CharField(min_length=2, max_length=2)
+    time_zone = serializers.CharField(max_length=64, validators=[validate_time_zone])
+    currency = serializers.CharField(validators=[validate_currency_code])
+    country = serializers.CharField(validators=[validate_country_code])
     address = serializers.CharField(required=False, allow_blank=True)
 
 

@@ -191,7 +191,9 @@ def account_close(
 ) -> Account:
     """Move-out: close an open account whose wallet has been settled to zero."""
     account = (
-        Account.objects.select_for_update().select_related("wallet", "unit").get(pk=account.pk)
+        Account.objects.select_for_update(of=("self",))
+        .select_related("wallet", "unit")
+        .get(pk=account.pk)
     )
     if account.status != Account.Status.OPEN:
         raise ValidationError("This account is already closed.")

@@ -84,7 +84,7 @@ def meter_remove(
     *, meter: Meter, actor: Actor, reason: str, removed_at: datetime | None = None
 ) -> Meter:
     """Take a meter out of service. It keeps its unit and dates as history."""
-    meter = Meter.objects.select_for_update().select_related("unit").get(pk=meter.pk)
+    meter = Meter.objects.select_for_update(of=("self",)).select_related("unit").get(pk=meter.pk)
     if meter.unit_id is None or meter.removed_at is not None:
         raise ValidationError("Only a meter in service can be removed.")
     update_audited(

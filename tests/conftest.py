@@ -39,6 +39,12 @@ def pytest_sessionstart(session):
         pytest.exit("Real services missing:\n  " + "\n  ".join(problems), returncode=3)
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Real hashers take a quarter of a second per user by design; tests make many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def org_a(db):
     return factories.OrganisationFactory(name="Org A", slug="org-a")

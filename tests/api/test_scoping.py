@@ -1,0 +1,220 @@
+"""Every API endpoint is scoped to the caller's organisation and properties.
+
+The matrix is built from the router, so a new endpoint is covered the moment it is registered:
+it needs an entry in OBJECT_MAKERS, or `test_every_endpoint_is_in_the_matrix` fails.
+"""
+
+import uuid
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from accounts import services
+from prepaid.api.urls import router
+from prepaid.audit.models import AuditLog
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def _audit_row(prop):
+    return AuditLog.objects.filter(property=prop).latest("created_at")
+
+
+# How to make one object of each endpoint's model that belongs to a given property.
+OBJECT_MAKERS = {
+    "property": lambda prop: prop,
+    "unit": lambda prop: factories.UnitFactory(property=prop),
+    "tenant": lambda prop: factories.AccountFactory(unit__property=prop).tenant,
+    "account": lambda prop: factories.AccountFactory(unit__property=prop),
+    "meter": lambda prop: factories.MeterFactory(unit__property=prop),
+    "audit-log": lambda prop: (factories.UnitFactory(property=prop), _audit_row(prop))[1],
+}
+
+# A body each write would accept if the object were in scope; the matrix only checks that an
+# object outside the scope is never reached, so the body just has to be plausible.
+WRITES = {
+    ("partial_update", "patch"): {"name": "Renamed", "protected": True, "reason": "checking"},
+    ("close", "post"): {"reason": "moving out"},
+    ("install", "post"): {},
+    ("remove", "post"): {"reason": "faulty"},
+}
+
+ENDPOINTS = [basename for _, _, basename in router.registry]
+PLACEHOLDER = uuid.UUID(int=0)
+
+
+def test_every_endpoint_is_in_the_matrix():
+    assert sorted(ENDPOINTS) == sorted(OBJECT_MAKERS)
+
+
+def _detail_writes(basename):
+    viewset = next(vs for _, vs, name in router.registry if name == basename)
+    writes = []
+    if hasattr(viewset, "partial_update"):
+        writes.append(
+            ("partial_update", "patch", reverse(f"{basename}-detail", args=[PLACEHOLDER]))
+        )
+    for extra in viewset.get_extra_actions():
+        if extra.detail:
+            url_name = f"{basename}-{extra.url_name}"
+            for method in extra.mapping:
+                writes.append((extra.__name__, method, reverse(url_name, args=[PLACEHOLDER])))
+    return writes
+
+
+@pytest.fixture
+def world(property_a1, property_a2, property_b1, owner_a, manager_a1, accountant_a, owner_b):
+    return {
+        "users": {
+            "owner_a": owner_a,
+            "manager_a1": manager_a1,
+            "accountant_a": accountant_a,
+            "owner_b": owner_b,
+        },
+        "properties": {"a1": property_a1, "a2": property_a2, "b1": property_b1},
+    }
+
+
+# Which properties each user may see.
+VISIBLE = {
+    "owner_a": {"a1", "a2"},
+    "manager_a1": {"a1"},
+    "accountant_a": {"a1", "a2"},
+    "owner_b": {"b1"},
+}
+
+
+@pytest.mark.parametrize("basename", ENDPOINTS)
+def test_each_role_sees_exactly_its_properties_objects(basename, world, api):
+    objects = {key: OBJECT_MAKERS[basename](prop) for key, prop in world["properties"].items()}
+    for username, user in world["users"].items():
+        api.force_authenticate(user)
+        listed = api.get(reverse(f"{basename}-list"), {"page_size": 500})
+        assert listed.status_code == 200, (username, listed.content)
+        listed_ids = {row["id"] for row in listed.json()["results"]}
+        for key, obj in objects.items():
+            expected_visible = key in VISIBLE[username]
+            detail = api.get(reverse(f"{basename}-detail", args=[obj.uuid]))
+            assert detail.status_code == (200 if expected_visible else 404), (username, key)
+            assert (str(obj.uuid) in listed_ids) is expected_visible, (username, key)
+
+
+@pytest.mark.parametrize("basename", ENDPOINTS)
+def test_writes_to_objects_outside_the_scope_are_not_found(basename, world, api):
+    writes = _detail_writes(basename)
+    objects = {key: OBJECT_MAKERS[basename](prop) for key, prop in world["properties"].items()}
+    for username, user in world["users"].items():
+        api.force_authenticate(user)
+        for key, obj in objects.items():
+            if key in VISIBLE[username]:
+                continue
+            for action, method, url in writes:
+                body = WRITES[(action, method)]
+                response = getattr(api, method)(url.replace(str(PLACEHOLDER), str(obj.uuid)), body)
+                assert response.status_code == 404, (username, key, action, response.content)
+
+
+def test_audit_log_has_no_writes():
+    assert _detail_writes("audit-log") == []
+
+
+def test_references_to_objects_outside_the_scope_are_rejected_as_unknown(world, api_as):
+    api = api_as(world["users"]["manager_a1"])
+    a2_unit = factories.UnitFactory(property=world["properties"]["a2"])
+    b1_unit = factories.UnitFactory(property=world["properties"]["b1"])
+    tenant = factories.TenantFactory(organisation=world["properties"]["a1"].organisation)
+    for unit in (a2_unit, b1_unit):
+        response = api.post(
+            reverse("account-list"), {"tenant": str(tenant.uuid), "unit": str(unit.uuid)}
+        )
+        assert response.status_code == 400
+        assert response.json()["unit"] == [f"No such object: {unit.uuid}."]
+    response = api.post(
+        reverse("unit-list"), {"property": str(world["properties"]["b1"].uuid), "name": "X"}
+    )
+    assert response.status_code == 400
+    assert "property" in response.json()
+
+
+def test_staff_of_another_organisation_cannot_move_in_their_tenants(world, api_as):
+    foreign_tenant = factories.TenantFactory(organisation=world["properties"]["b1"].organisation)
+    unit = factories.UnitFactory(property=world["properties"]["a1"])
+    response = api_as(world["users"]["owner_a"]).post(
+        reverse("account-list"), {"tenant": str(foreign_tenant.uuid), "unit": str(unit.uuid)}
+    )
+    assert response.status_code == 400
+    assert "tenant" in response.json()
+
+
+def test_limited_staff_see_tenants_not_yet_moved_in_but_not_other_properties_tenants(world, api):
+    organisation = world["properties"]["a1"].organisation
+    newcomer = factories.TenantFactory(organisation=organisation)
+    elsewhere = factories.AccountFactory(unit__property=world["properties"]["a2"]).tenant
+    api.force_authenticate(world["users"]["manager_a1"])
+    listed = {row["id"] for row in api.get(reverse("tenant-list")).json()["results"]}
+    assert str(newcomer.uuid) in listed
+    assert str(elsewhere.uuid) not in listed
+
+
+def test_a_login_without_staff_membership_is_forbidden_everywhere(world, api):
+    outsider = factories.UserFactory(username="tenant-login")
+    api.force_authenticate(outsider)
+    for basename in ENDPOINTS:
+        assert api.get(reverse(f"{basename}-list")).status_code == 403
+
+
+def test_anonymous_requests_are_refused(api):
+    for basename in ENDPOINTS:
+        assert api.get(reverse(f"{basename}-list")).status_code in (401, 403)
+
+
+class TestRoles:
+    def test_accountants_read_but_cannot_write(self, world, api_as):
+        api = api_as(world["users"]["accountant_a"])
+        unit = factories.UnitFactory(property=world["properties"]["a1"])
+        url = reverse("unit-detail", args=[unit.uuid])
+        assert api.get(url).status_code == 200
+        assert api.patch(url, {"name": "Nope"}).status_code == 403
+        create = api.post(reverse("unit-list"), {"property": str(unit.property.uuid), "name": "N"})
+        assert create.status_code == 403
+
+    def test_managers_operate_units_but_not_property_settings(self, world, api_as):
+        api = api_as(world["users"]["manager_a1"])
+        prop = world["properties"]["a1"]
+        assert (
+            api.patch(reverse("property-detail", args=[prop.uuid]), {"name": "X"}).status_code
+            == 403
+        )
+        created = api.post(reverse("unit-list"), {"property": str(prop.uuid), "name": "M-1"})
+        assert created.status_code == 201
+
+    def test_owners_change_property_settings_and_it_is_audited(self, world, api_as):
+        api = api_as(world["users"]["owner_a"])
+        prop = world["properties"]["a1"]
+        response = api.patch(reverse("property-detail", args=[prop.uuid]), {"name": "Renamed"})
+        assert response.status_code == 200
+        assert response.json()["name"] == "Renamed"
+        row = AuditLog.objects.get(action="property.update", object_id=str(prop.uuid))
+        assert row.actor == world["users"]["owner_a"]
+        assert (row.before, row.after) == ({"name": "A One"}, {"name": "Renamed"})
+
+    def test_limited_staff_cannot_add_properties(self, world, api_as):
+        api = api_as(world["users"]["manager_a1"])
+        body = {
+            "name": "New",
+            "code": "NEW",
+            "time_zone": "UTC",
+            "currency": "CNY",
+            "country": "CN",
+        }
+        assert api.post(reverse("property-list"), body).status_code == 403
+
+
+def test_membership_properties_must_belong_to_the_organisation(org_a, property_b1):
+    user = factories.UserFactory()
+    with pytest.raises(ValidationError):
+        services.membership_create(
+            user=user, organisation=org_a, role="manager", actor=None, properties=[property_b1]
+        )

@@ -1,0 +1,48 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from accounts.models import Account, Membership, Organisation, Property, Tenant, Unit
+from meters.models import Meter
+from prepaid.audit.models import AuditLog
+
+pytestmark = pytest.mark.django_db
+
+MODELS = [Organisation, Property, Unit, Tenant, Account, Meter, Membership, AuditLog]
+
+
+def counts():
+    return {model.__name__: model.objects.count() for model in MODELS} | {
+        "User": get_user_model().objects.count()
+    }
+
+
+def test_seeding_twice_creates_nothing_the_second_time(capsys):
+    call_command("seed_demo")
+    first = counts()
+    call_command("seed_demo")
+    assert counts() == first
+    assert "owner       prepaid-demo" in capsys.readouterr().out
+
+
+def test_the_demo_has_two_properties_in_different_zones_and_currencies():
+    call_command("seed_demo")
+    properties = {(p.time_zone, p.currency) for p in Property.objects.all()}
+    assert properties == {("Asia/Shanghai", "CNY"), ("Africa/Nairobi", "KES")}
+    assert Unit.objects.count() == 40
+    assert Meter.objects.filter(unit__isnull=False).count() == 40
+    assert Account.objects.filter(status="open").count() == 36
+    assert {m.user.username: m.role for m in Membership.objects.select_related("user")} == {
+        "owner": "owner",
+        "manager": "manager",
+        "accountant": "accountant",
+    }
+    manager = Membership.objects.get(user__username="manager")
+    assert [p.code for p in manager.properties.all()] == ["RSG"]
+    assert Tenant.objects.get(user__username="tenant").accounts.count() == 1
+
+
+def test_if_empty_leaves_a_database_with_other_data_alone(org_a, capsys):
+    call_command("seed_demo", "--if-empty")
+    assert not Organisation.objects.filter(slug="demo").exists()
+    assert "not seeded" in capsys.readouterr().out

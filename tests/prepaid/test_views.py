@@ -1,0 +1,54 @@
+import pytest
+from django.urls import reverse
+
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(client):
+    response = client.get(reverse("home"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_staff_see_only_their_properties_with_counts(client, manager_a1, property_a1, property_a2):
+    factories.AccountFactory(unit__property=property_a1)
+    factories.UnitFactory(property=property_a1)
+    client.force_login(manager_a1)
+    response = client.get(reverse("home"))
+    assert response.status_code == 200
+    [summary] = response.context["properties"]
+    assert summary == property_a1
+    assert (summary.unit_count, summary.open_account_count) == (2, 1)
+    assert b"A Two" not in response.content
+
+
+def test_the_home_page_is_one_query_for_any_number_of_properties(
+    client, owner_a, org_a, django_assert_max_num_queries
+):
+    for _ in range(5):
+        factories.AccountFactory(unit__property=factories.PropertyFactory(organisation=org_a))
+    client.force_login(owner_a)
+    # Session, user, membership, its properties, then the one summary query.
+    with django_assert_max_num_queries(5):
+        client.get(reverse("home"))
+
+
+def test_a_tenant_login_sees_its_own_accounts_only(client, property_a1):
+    mine = factories.AccountFactory(unit__property=property_a1)
+    factories.AccountFactory(unit__property=property_a1)
+    user = factories.UserFactory()
+    mine.tenant.user = user
+    mine.tenant.save()
+    client.force_login(user)
+    response = client.get(reverse("home"))
+    assert list(response.context["tenant_accounts"]) == [mine]
+
+
+def test_the_sign_in_page_signs_in(client, owner_a):
+    response = client.post(
+        reverse("login"), {"username": "owner-a", "password": "correct horse battery staple"}
+    )
+    assert response.status_code == 302
+    assert client.get(reverse("home")).status_code == 200
