@@ -1,6 +1,7 @@
 """A missing or invalid environment variable stops start-up with a message naming it."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,11 @@ def test_development_defaults_need_no_services(tmp_path):
         "filesystem://",
         "django.core.cache.backends.locmem.LocMemCache",
     ]
+
+
+def test_every_variable_the_settings_read_is_documented_in_env_example():
+    source = (ROOT / "prepaid" / "settings.py").read_text()
+    read = set(re.findall(r'(?:environ\.get|env_\w+|env\.list)\(\s*"([A-Z_]+)"', source))
+    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read
+    assert read - documented == set()
