@@ -108,3 +108,13 @@ def test_the_audit_log_pages_with_a_cursor(owner_api, property_a1):
     second = owner_api.get(first["next"]).json()
     assert len(first["results"]) == len(second["results"]) == 2
     assert not {r["id"] for r in first["results"]} & {r["id"] for r in second["results"]}
+
+
+def test_integrations_authenticate_with_a_token(owner_a, client):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=owner_a)
+    response = client.get(reverse("property-list"), HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert response.status_code == 200
+    bad = client.get(reverse("property-list"), HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert bad.status_code == 401
