@@ -1,7 +1,16 @@
 from django.contrib import admin
 
 from accounts.admin import ReadOnlyAdmin
-from billing.models import LedgerAccount
+from billing.models import (
+    Charge,
+    ChargeTotals,
+    LedgerAccount,
+    LedgerTransaction,
+    Posting,
+    Receipt,
+    ReceiptSequence,
+    TopupLimits,
+)
 
 
 @admin.register(LedgerAccount)
@@ -9,3 +18,61 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "property", "kind", "channel", "currency", "balance"]
     list_filter = ["kind", "currency", "property"]
     list_select_related = ["property"]
+
+
+class PostingInline(admin.TabularInline):
+    model = Posting
+    fields = ["ledger_account", "amount"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "kind", "property", "currency", "memo", "idempotency_key"]
+    list_filter = ["kind", "property"]
+    search_fields = ["idempotency_key", "memo", "uuid"]
+    date_hierarchy = "created_at"
+    list_select_related = ["property"]
+    inlines = [PostingInline]
+
+
+@admin.register(Posting)
+class PostingAdmin(ReadOnlyAdmin):
+    list_display = ["transaction", "ledger_account", "amount"]
+    list_select_related = ["transaction", "ledger_account"]
+
+
+@admin.register(Charge)
+class ChargeAdmin(ReadOnlyAdmin):
+    list_display = ["period_end", "kind", "account", "meter", "quantity", "net", "tax"]
+    list_filter = ["kind"]
+    list_select_related = ["account__tenant", "account__unit__property", "meter"]
+
+
+@admin.register(ChargeTotals)
+class ChargeTotalsAdmin(ReadOnlyAdmin):
+    list_display = ["account", "kind", "exact_net", "exact_tax", "posted_net", "posted_tax"]
+    list_select_related = ["account__tenant", "account__unit__property"]
+
+
+@admin.register(Receipt)
+class ReceiptAdmin(ReadOnlyAdmin):
+    list_display = ["display_number", "issued_at", "account", "amount", "currency", "channel"]
+    list_filter = ["channel", "property"]
+    search_fields = ["reference"]
+    list_select_related = ["property", "account__tenant", "account__unit__property"]
+
+
+@admin.register(ReceiptSequence)
+class ReceiptSequenceAdmin(ReadOnlyAdmin):
+    list_display = ["property", "last_number"]
+
+
+@admin.register(TopupLimits)
+class TopupLimitsAdmin(ReadOnlyAdmin):
+    list_display = ["property", "minimum", "maximum", "max_balance"]

@@ -1,10 +1,41 @@
+"""The double-entry ledger.
+
+Sign convention: a posting's amount is positive when it credits the account. Every account's
+balance is the sum of its postings, so a tenant's wallet, revenue and tax payable carry positive
+balances, and cash and clearing accounts (assets) carry negative ones; reports show assets on
+the debit side. Every transaction's postings sum to zero in one currency.
+
+Posted amounts are whole minor units of the currency. Charges are computed exactly (see
+`tariffs.pricing`) and recorded unrounded in `Charge`; what reaches the ledger is the rounded
+running total minus what was already posted, so the sub-minor remainder is carried forward to the
+next charge and never dropped or invented (see `billing.services.charges_post`).
+"""
+
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from prepaid.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
 from prepaid.scoping import ScopedQuerySet
+
+# Exact, unrounded charge amounts: enough places that rounding to any currency is done once, at
+# posting time, from an exact running total.
+EXACT_MAX_DIGITS = 30
+EXACT_DECIMAL_PLACES = 12
+
+
+def amount_field(**kwargs) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=AMOUNT_MAX_DIGITS, decimal_places=AMOUNT_DECIMAL_PLACES, **kwargs
+    )
+
+
+def exact_field(**kwargs) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=EXACT_MAX_DIGITS, decimal_places=EXACT_DECIMAL_PLACES, **kwargs
+    )
 
 
 class LedgerAccountQuerySet(ScopedQuerySet):
@@ -34,13 +65,13 @@ class LedgerAccount(models.Model):
         "accounts.Property", on_delete=models.PROTECT, related_name="ledger_accounts"
     )
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    # Clearing accounts are per payment channel ("cash", "bank", "stripe", ...).
+    # Clearing accounts are per payment channel ("bank", "stripe", ...).
     channel = models.CharField(max_length=30, blank=True)
     currency = models.CharField(max_length=3)
-    # Kept equal to the sum of this account's postings, updated in the posting's transaction.
-    balance = models.DecimalField(
-        max_digits=AMOUNT_MAX_DIGITS, decimal_places=AMOUNT_DECIMAL_PLACES, default=0
-    )
+    # Stored for wallets only, where cut-off decisions read it under a row lock; it always equals
+    # the sum of the wallet's postings. A property's books are hot rows shared by every tenant, so
+    # their balances are summed from postings when a report needs them, never stored.
+    balance = amount_field(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = LedgerAccountQuerySet.as_manager()
@@ -58,8 +89,209 @@ class LedgerAccount(models.Model):
                 condition=Q(channel="") | Q(kind="clearing"),
                 name="ledger_account_channel_only_clearing",
             ),
+            models.CheckConstraint(
+                condition=Q(kind="wallet") | Q(balance=0),
+                name="ledger_account_balance_only_wallets",
+            ),
         ]
 
     def __str__(self) -> str:
         suffix = f" {self.channel}" if self.channel else ""
         return f"{self.get_kind_display()}{suffix} ({self.currency})"
+
+
+class LedgerTransactionQuerySet(ScopedQuerySet):
+    organisation_lookup = "organisation"
+    property_lookup = "property"
+
+
+class LedgerTransaction(models.Model):
+    """A balanced, immutable set of postings. Corrections are reversals, never edits."""
+
+    class Kind(models.TextChoices):
+        TOPUP = "topup", "Top-up"
+        CHARGE = "charge", "Consumption charge"
+        STANDING_CHARGE = "standing_charge", "Standing charge"
+        REVERSAL = "reversal", "Reversal"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="+"
+    )
+    property = models.ForeignKey("accounts.Property", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    currency = models.CharField(max_length=3)
+    # Unique: a retry, a replay or a concurrent duplicate finds the original instead of posting.
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    # What was asked for under that key, so reusing a key for something else is refused.
+    fingerprint = models.CharField(max_length=64)
+    # A transaction is reversed at most once; the reversal points at what it reverses.
+    reverses = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
+    )
+    # When it happened in business terms (end of the charged interval, time of payment).
+    effective_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    memo = models.CharField(max_length=300, blank=True)
+
+    objects = LedgerTransactionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["property", "effective_at"], name="ledger_txn_property_time"),
+            models.Index(fields=["organisation", "created_at"], name="ledger_txn_org_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.uuid}"
+
+
+class Posting(models.Model):
+    transaction = models.ForeignKey(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="postings"
+    )
+    ledger_account = models.ForeignKey(
+        LedgerAccount, on_delete=models.PROTECT, related_name="postings"
+    )
+    amount = amount_field()
+
+    class Meta:
+        indexes = [models.Index(fields=["ledger_account", "transaction"], name="posting_account")]
+
+    def __str__(self) -> str:
+        return f"{self.amount} → {self.ledger_account_id}"
+
+
+class Charge(models.Model):
+    """One exact, unrounded charge to an account, with its explanation.
+
+    The ledger receives whole minor units: the running total of an account's exact charges,
+    rounded, minus what was already posted. A charge whose rounded share is still zero posts no
+    transaction, but its exact amount is kept here and counts towards the next one.
+    """
+
+    class Kind(models.TextChoices):
+        ENERGY = "energy", "Consumption"
+        STANDING = "standing", "Standing charge"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    meter = models.ForeignKey(
+        "meters.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    quantity = exact_field()
+    net = exact_field()
+    tax = exact_field()
+    # The lines the pricing engine produced: period, day type, band, quantity, price, amounts.
+    lines = models.JSONField(default=list)
+    transaction = models.ForeignKey(
+        LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="charges"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "period_end"], name="charge_account_time"),
+            models.Index(fields=["meter", "period_end"], name="charge_meter_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.net + self.tax}"
+
+
+class ChargeTotals(models.Model):
+    """An account's running totals, per kind of charge, of exact charges and of what was posted.
+
+    posted = exact rounded to the minor unit, after every charge; the difference is the carried
+    remainder, under half a minor unit. `verify_ledger` recomputes all four from `Charge` rows and
+    postings.
+    """
+
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="charge_totals"
+    )
+    kind = models.CharField(max_length=10, choices=Charge.Kind.choices)
+    exact_net = exact_field(default=0)
+    exact_tax = exact_field(default=0)
+    posted_net = amount_field(default=0)
+    posted_tax = amount_field(default=0)
+
+    class Meta:
+        verbose_name_plural = "charge totals"
+        constraints = [
+            models.UniqueConstraint(fields=["account", "kind"], name="charge_totals_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.kind}: {self.posted_net + self.posted_tax}"
+
+
+class TopupLimits(models.Model):
+    """A property's limits on counter and online top-ups; a property without a row uses these
+    defaults."""
+
+    property = models.OneToOneField(
+        "accounts.Property", on_delete=models.CASCADE, related_name="topup_limits"
+    )
+    minimum = amount_field(default=1)
+    maximum = amount_field(default=5000)
+    # Against hoarding: no top-up may lift a wallet above this.
+    max_balance = amount_field(default=20000)
+
+    class Meta:
+        verbose_name_plural = "top-up limits"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(minimum__gt=0, maximum__gte=models.F("minimum")),
+                name="topup_limits_ordered",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.minimum} to {self.maximum}, balance at most {self.max_balance}"
+
+
+class ReceiptSequence(models.Model):
+    """The next receipt number of a property, taken under a row lock so numbers are gapless."""
+
+    property = models.OneToOneField(
+        "accounts.Property", on_delete=models.CASCADE, related_name="receipt_sequence"
+    )
+    last_number = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.property_id}: {self.last_number}"
+
+
+class Receipt(models.Model):
+    property = models.ForeignKey("accounts.Property", on_delete=models.PROTECT, related_name="+")
+    number = models.PositiveBigIntegerField()
+    transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="receipt"
+    )
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    amount = amount_field()
+    currency = models.CharField(max_length=3)
+    channel = models.CharField(max_length=30)
+    reference = models.CharField(max_length=100, blank=True)
+    issued_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["property", "number"], name="receipt_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.display_number()
+
+    def display_number(self) -> str:
+        return f"{self.property.code}-{self.number:08d}"

@@ -1,5 +1,58 @@
-from accounts.models import Property
-from billing.models import LedgerAccount
+"""Every movement of money: balanced, immutable, idempotent ledger transactions.
+
+Lock order, everywhere: tenant wallets by primary key, then charge totals by primary key, then the
+property's receipt sequence. Taking locks in one order means concurrent postings queue instead of
+deadlocking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Account, Property
+from billing.models import (
+    Charge,
+    ChargeTotals,
+    LedgerAccount,
+    LedgerTransaction,
+    Posting,
+    Receipt,
+    ReceiptSequence,
+    TopupLimits,
+)
+from prepaid.audit.services import audit_record
+from prepaid.money import is_whole_minor_units, quantize, to_decimal
+
+Kind = LedgerAccount.Kind
+
+
+class LedgerError(ValidationError):
+    pass
+
+
+class IdempotencyConflict(LedgerError):
+    """The key was used before for a different request."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    account: LedgerAccount
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class Posted:
+    transaction: LedgerTransaction
+    created: bool
 
 
 def wallet_create(*, property: Property) -> LedgerAccount:
@@ -7,6 +60,405 @@ def wallet_create(*, property: Property) -> LedgerAccount:
     return LedgerAccount.objects.create(
         organisation_id=property.organisation_id,
         property=property,
-        kind=LedgerAccount.Kind.WALLET,
+        kind=Kind.WALLET,
         currency=property.currency,
     )
+
+
+def book_account(*, property: Property, kind: str, channel: str = "") -> LedgerAccount:
+    """One of the property's books, created on first use (safe when two requests race)."""
+    lookup = {"property": property, "kind": kind, "channel": channel}
+    found = LedgerAccount.objects.filter(**lookup).first()
+    if found is not None:
+        return found
+    try:
+        with transaction.atomic():
+            return LedgerAccount.objects.create(
+                organisation_id=property.organisation_id, currency=property.currency, **lookup
+            )
+    except IntegrityError:
+        return LedgerAccount.objects.get(**lookup)
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).hexdigest()
+
+
+def _entries_fingerprint(kind: str, entries: Sequence[Entry], extra: str) -> str:
+    canonical = sorted(
+        (entry.account.pk, str(to_decimal(entry.amount).normalize())) for entry in entries
+    )
+    return _fingerprint(kind, canonical, extra)
+
+
+def _lock_wallets(wallet_ids: Iterable[int]) -> dict[int, LedgerAccount]:
+    ids = sorted(set(wallet_ids))
+    if not ids:
+        return {}
+    locked = LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    return {wallet.pk: wallet for wallet in locked}
+
+
+def _existing(idempotency_key: str, fingerprint: str) -> LedgerTransaction | None:
+    found = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
+    if found is not None and found.fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            {"idempotency_key": "This idempotency key was already used for a different request."}
+        )
+    return found
+
+
+def _validate_entries(entries: Sequence[Entry]) -> str:
+    if len(entries) < 2:
+        raise LedgerError("A transaction needs at least two postings.")
+    currencies = {entry.account.currency for entry in entries}
+    if len(currencies) != 1:
+        raise LedgerError(f"A transaction must be in one currency, not {sorted(currencies)}.")
+    currency = currencies.pop()
+    for entry in entries:
+        if not is_whole_minor_units(entry.amount, currency):
+            raise LedgerError(f"{entry.amount} is not a whole number of {currency} minor units.")
+    if sum((entry.amount for entry in entries), Decimal(0)) != 0:
+        raise LedgerError("A transaction's postings must sum to zero.")
+    return currency
+
+
+@transaction.atomic
+def transaction_post(
+    *,
+    property: Property,
+    kind: str,
+    entries: Sequence[Entry],
+    idempotency_key: str,
+    actor=None,
+    memo: str = "",
+    effective_at: datetime | None = None,
+    reverses: LedgerTransaction | None = None,
+    fingerprint_extra: str = "",
+) -> Posted:
+    """Post a balanced transaction once. A retry with the same key returns the original."""
+    currency = _validate_entries(entries)
+    fingerprint = _entries_fingerprint(kind, entries, fingerprint_extra)
+    wallets = _lock_wallets(e.account.pk for e in entries if e.account.kind == Kind.WALLET)
+    existing = _existing(idempotency_key, fingerprint)
+    if existing is not None:
+        return Posted(existing, created=False)
+    txn = LedgerTransaction.objects.create(
+        organisation_id=property.organisation_id,
+        property=property,
+        kind=kind,
+        currency=currency,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        reverses=reverses,
+        effective_at=effective_at or timezone.now(),
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        memo=memo[:300],
+    )
+    Posting.objects.bulk_create(
+        Posting(transaction=txn, ledger_account=entry.account, amount=entry.amount)
+        for entry in entries
+    )
+    _apply_to_wallets(wallets, entries)
+    return Posted(txn, created=True)
+
+
+def _apply_to_wallets(wallets: dict[int, LedgerAccount], entries: Iterable[Entry]) -> None:
+    changes: dict[int, Decimal] = defaultdict(Decimal)
+    for entry in entries:
+        if entry.account.pk in wallets:
+            changes[entry.account.pk] += entry.amount
+    # The rows are locked, so the values read under the lock plus the changes are exact.
+    for wallet_id, change in changes.items():
+        wallets[wallet_id].balance += change
+    LedgerAccount.objects.bulk_update([wallets[pk] for pk in changes], ["balance"], batch_size=1000)
+
+
+REVERSIBLE = {LedgerTransaction.Kind.TOPUP, LedgerTransaction.Kind.ADJUSTMENT}
+
+
+@transaction.atomic
+def transaction_reverse(
+    *, original: LedgerTransaction, actor, reason: str, idempotency_key: str
+) -> Posted:
+    """Undo a posted transaction with one that posts the exact opposite and points at it."""
+    if not reason.strip():
+        raise LedgerError({"reason": "Give a reason for the reversal."})
+    if original.kind not in REVERSIBLE:
+        raise LedgerError(f"A {original.get_kind_display().lower()} cannot be reversed here.")
+    entries = [
+        Entry(posting.ledger_account, -posting.amount)
+        for posting in original.postings.select_related("ledger_account").order_by("pk")
+    ]
+    already = LedgerTransaction.objects.filter(reverses=original).first()
+    if already is not None and already.idempotency_key != idempotency_key:
+        raise LedgerError("This transaction has already been reversed.")
+    posted = transaction_post(
+        property=original.property,
+        kind=LedgerTransaction.Kind.REVERSAL,
+        entries=entries,
+        idempotency_key=idempotency_key,
+        actor=actor,
+        memo=reason,
+        reverses=original,
+    )
+    if posted.created:
+        audit_record(
+            organisation_id=original.organisation_id,
+            property_id=original.property_id,
+            actor=actor,
+            action="ledger.reverse",
+            instance=original,
+            after={"reversal": str(posted.transaction.uuid)},
+            reason=reason,
+        )
+    return posted
+
+
+# Counter top-ups ---------------------------------------------------------------------------------
+
+COUNTER_CHANNELS = {"cash": (Kind.CASH, ""), "bank": (Kind.CLEARING, "bank")}
+
+
+@dataclass(frozen=True)
+class TopupResult:
+    receipt: Receipt
+    created: bool
+
+
+def topup_limits(*, property: Property) -> TopupLimits:
+    return TopupLimits.objects.filter(property=property).first() or TopupLimits(property=property)
+
+
+def _next_receipt_number(property: Property) -> int:
+    sequence, _ = ReceiptSequence.objects.get_or_create(property=property)
+    sequence = ReceiptSequence.objects.select_for_update().get(pk=sequence.pk)
+    sequence.last_number += 1
+    sequence.save(update_fields=["last_number"])
+    return sequence.last_number
+
+
+@transaction.atomic
+def topup_record(
+    *,
+    account: Account,
+    amount: Decimal,
+    channel: str,
+    actor,
+    idempotency_key: str,
+    reference: str = "",
+    currency: str | None = None,
+) -> TopupResult:
+    """Money in at the counter (cash or bank transfer): wallet credited, receipt numbered.
+
+    The same idempotency key returns the original receipt; reused with a different amount or
+    account it is refused.
+    """
+    prop = account.unit.property
+    amount = to_decimal(amount)
+    if currency is not None and currency != prop.currency:
+        raise LedgerError({"currency": f"This property takes {prop.currency}, not {currency}."})
+    if channel not in COUNTER_CHANNELS:
+        raise LedgerError({"channel": f"Choose one of {', '.join(COUNTER_CHANNELS)}."})
+    if amount <= 0:
+        raise LedgerError({"amount": "A top-up must be more than zero."})
+    if not is_whole_minor_units(amount, prop.currency):
+        raise LedgerError({"amount": f"Give the amount in whole {prop.currency} minor units."})
+    book_kind, book_channel = COUNTER_CHANNELS[channel]
+    book = book_account(property=prop, kind=book_kind, channel=book_channel)
+    entries = [Entry(account.wallet, amount), Entry(book, -amount)]
+    fingerprint = _entries_fingerprint(LedgerTransaction.Kind.TOPUP, entries, reference)
+    wallet = _lock_wallets([account.wallet_id])[account.wallet_id]
+    existing = _existing(idempotency_key, fingerprint)
+    if existing is not None:
+        return TopupResult(existing.receipt, created=False)
+    account.refresh_from_db(fields=["status"])
+    if account.status != Account.Status.OPEN:
+        raise LedgerError("Top-ups go to open accounts only.")
+    limits = topup_limits(property=prop)
+    if amount < limits.minimum:
+        raise LedgerError({"amount": f"The smallest top-up is {limits.minimum} {prop.currency}."})
+    if amount > limits.maximum:
+        raise LedgerError({"amount": f"The largest top-up is {limits.maximum} {prop.currency}."})
+    if wallet.balance + amount > limits.max_balance:
+        room = max(limits.max_balance - wallet.balance, Decimal(0))
+        raise LedgerError(
+            {"amount": f"A wallet may hold at most {limits.max_balance}; at most {room} fits."}
+        )
+    posted = transaction_post(
+        property=prop,
+        kind=LedgerTransaction.Kind.TOPUP,
+        entries=entries,
+        idempotency_key=idempotency_key,
+        actor=actor,
+        memo=f"{channel} {reference}".strip(),
+        fingerprint_extra=reference,
+    )
+    receipt = Receipt.objects.create(
+        property=prop,
+        # Last, so the property-wide sequence lock is held for as short a time as possible.
+        number=_next_receipt_number(prop),
+        transaction=posted.transaction,
+        account=account,
+        amount=amount,
+        currency=prop.currency,
+        channel=channel,
+        reference=reference,
+        issued_at=posted.transaction.created_at,
+    )
+    audit_record(
+        organisation_id=prop.organisation_id,
+        property_id=prop.pk,
+        actor=actor,
+        action="topup.record",
+        instance=account,
+        after={"amount": str(amount), "channel": channel, "receipt": receipt.number},
+    )
+    return TopupResult(receipt, created=True)
+
+
+# Charges -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChargeInput:
+    """An exact charge to post, as the pricing engine computed it."""
+
+    account: Account
+    kind: str
+    idempotency_key: str
+    period_start: datetime
+    period_end: datetime
+    quantity: Decimal
+    net: Decimal
+    tax: Decimal
+    meter_id: int | None = None
+    lines: list = field(default_factory=list)
+
+
+REVENUE_BOOK = {
+    Charge.Kind.ENERGY: Kind.ENERGY_REVENUE,
+    Charge.Kind.STANDING: Kind.STANDING_REVENUE,
+}
+TRANSACTION_KIND = {
+    Charge.Kind.ENERGY: LedgerTransaction.Kind.CHARGE,
+    Charge.Kind.STANDING: LedgerTransaction.Kind.STANDING_CHARGE,
+}
+
+
+@transaction.atomic
+def charges_post(*, charges: Sequence[ChargeInput]) -> list[Charge]:
+    """Record exact charges and post their rounded effect on each wallet, in bulk.
+
+    Per account and kind, the ledger receives the running exact total, rounded, minus what was
+    already posted, so charging a period in one piece or in a thousand posts the same total to
+    the minor unit. A charge whose key was recorded before is skipped: retries and replays post
+    nothing twice.
+    Returns the charges newly recorded.
+    """
+    if not charges:
+        return []
+    accounts = {charge.account.pk: charge.account for charge in charges}
+    wallets = _lock_wallets(account.wallet_id for account in accounts.values())
+    totals = _lock_totals({(charge.account.pk, charge.kind) for charge in charges})
+    seen = set(
+        Charge.objects.filter(
+            idempotency_key__in=[charge.idempotency_key for charge in charges]
+        ).values_list("idempotency_key", flat=True)
+    )
+    fresh: list[ChargeInput] = []
+    for charge in charges:
+        if charge.idempotency_key not in seen:
+            seen.add(charge.idempotency_key)
+            fresh.append(charge)
+    by_group: dict[tuple[int, str], list[ChargeInput]] = defaultdict(list)
+    for charge in fresh:
+        by_group[(charge.account.pk, charge.kind)].append(charge)
+
+    books = _books_for(accounts.values(), {kind for _, kind in by_group})
+    rows: list[Charge] = []
+    entries_by_txn: list[tuple[LedgerTransaction, list[Entry]]] = []
+    for (account_id, kind), group in by_group.items():
+        account = accounts[account_id]
+        total = totals[(account_id, kind)]
+        currency = wallets[account.wallet_id].currency
+        posted_before = total.posted_net + total.posted_tax
+        posted_tax_before = total.posted_tax
+        for charge in group:
+            total.exact_net += charge.net
+            total.exact_tax += charge.tax
+        total.posted_tax = quantize(total.exact_tax, currency)
+        total.posted_net = quantize(total.exact_net + total.exact_tax, currency) - total.posted_tax
+        wallet_change = total.posted_net + total.posted_tax - posted_before
+        tax_change = total.posted_tax - posted_tax_before
+        txn = None
+        if wallet_change or tax_change:
+            prop_books = books[account.unit.property_id]
+            entries = [
+                Entry(wallets[account.wallet_id], -wallet_change),
+                Entry(prop_books[REVENUE_BOOK[kind]], wallet_change - tax_change),
+                Entry(prop_books[Kind.TAX_PAYABLE], tax_change),
+            ]
+            entries = [entry for entry in entries if entry.amount]
+            first = group[0]
+            txn = LedgerTransaction(
+                organisation_id=account.unit.property.organisation_id,
+                property_id=account.unit.property_id,
+                kind=TRANSACTION_KIND[kind],
+                currency=currency,
+                idempotency_key=f"charges:{first.idempotency_key}",
+                fingerprint=_fingerprint(*(charge.idempotency_key for charge in group)),
+                effective_at=max(charge.period_end for charge in group),
+            )
+            _validate_entries(entries)
+            entries_by_txn.append((txn, entries))
+        rows.extend(
+            Charge(
+                account_id=account_id,
+                meter_id=charge.meter_id,
+                kind=kind,
+                idempotency_key=charge.idempotency_key,
+                period_start=charge.period_start,
+                period_end=charge.period_end,
+                quantity=charge.quantity,
+                net=charge.net,
+                tax=charge.tax,
+                lines=charge.lines,
+                transaction=txn,
+            )
+            for charge in group
+        )
+
+    LedgerTransaction.objects.bulk_create([txn for txn, _ in entries_by_txn])
+    Posting.objects.bulk_create(
+        Posting(transaction=txn, ledger_account=entry.account, amount=entry.amount)
+        for txn, entries in entries_by_txn
+        for entry in entries
+    )
+    _apply_to_wallets(wallets, (entry for _, entries in entries_by_txn for entry in entries))
+    ChargeTotals.objects.bulk_update(
+        [totals[key] for key in by_group], ["exact_net", "exact_tax", "posted_net", "posted_tax"]
+    )
+    return Charge.objects.bulk_create(rows)
+
+
+def _lock_totals(keys: set[tuple[int, str]]) -> dict[tuple[int, str], ChargeTotals]:
+    ChargeTotals.objects.bulk_create(
+        [ChargeTotals(account_id=account_id, kind=kind) for account_id, kind in keys],
+        ignore_conflicts=True,
+    )
+    account_ids = sorted({account_id for account_id, _ in keys})
+    locked = (
+        ChargeTotals.objects.select_for_update().filter(account_id__in=account_ids).order_by("pk")
+    )
+    return {(row.account_id, row.kind): row for row in locked if (row.account_id, row.kind) in keys}
+
+
+def _books_for(accounts: Iterable[Account], kinds: set[str]) -> dict[int, dict[str, LedgerAccount]]:
+    books: dict[int, dict[str, LedgerAccount]] = {}
+    for account in accounts:
+        prop = account.unit.property
+        if prop.pk not in books:
+            needed = {REVENUE_BOOK[kind] for kind in kinds} | {Kind.TAX_PAYABLE}
+            books[prop.pk] = {kind: book_account(property=prop, kind=kind) for kind in needed}
+    return books

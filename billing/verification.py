@@ -1,0 +1,157 @@
+"""Checks of the ledger invariants in `domain.md`, as set-based queries over all the data.
+
+Each check returns human-readable violations; `manage.py verify_ledger` prints them and fails.
+"""
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+from django.db import connection
+
+from billing.models import ChargeTotals, LedgerAccount
+from prepaid.money import quantize
+
+
+def _rows(sql: str, params: tuple = ()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def unbalanced_transactions() -> Iterator[str]:
+    """Invariant 1: every transaction has two or more postings summing to zero."""
+    for txn_id, count, total in _rows(
+        """
+        SELECT t.id, COUNT(p.id), COALESCE(SUM(p.amount), 0)
+        FROM billing_ledgertransaction t LEFT JOIN billing_posting p ON p.transaction_id = t.id
+        GROUP BY t.id HAVING COUNT(p.id) < 2 OR COALESCE(SUM(p.amount), 0) <> 0
+        """
+    ):
+        yield f"transaction {txn_id}: {count} postings summing to {total}"
+
+
+def mixed_currencies() -> Iterator[str]:
+    for posting_id, txn_currency, account_currency in _rows(
+        """
+        SELECT p.id, t.currency, a.currency FROM billing_posting p
+        JOIN billing_ledgertransaction t ON t.id = p.transaction_id
+        JOIN billing_ledgeraccount a ON a.id = p.ledger_account_id
+        WHERE t.currency <> a.currency
+        """
+    ):
+        yield f"posting {posting_id}: {account_currency} account in a {txn_currency} transaction"
+
+
+def wallet_balances_off() -> Iterator[str]:
+    """Invariant 2: a wallet's stored balance equals the sum of its postings."""
+    for wallet_id, stored, summed in _rows(
+        """
+        SELECT a.id, a.balance, COALESCE(SUM(p.amount), 0) FROM billing_ledgeraccount a
+        LEFT JOIN billing_posting p ON p.ledger_account_id = a.id
+        WHERE a.kind = 'wallet' GROUP BY a.id, a.balance
+        HAVING a.balance <> COALESCE(SUM(p.amount), 0)
+        """
+    ):
+        yield f"wallet {wallet_id}: stored {stored}, postings sum to {summed}"
+
+
+def reversals_not_mirrored() -> Iterator[str]:
+    """Corrections are exact opposites of what they reverse."""
+    for reversal_id, original_id in _rows(
+        """
+        SELECT r.id, r.reverses_id FROM billing_ledgertransaction r
+        WHERE r.reverses_id IS NOT NULL AND EXISTS (
+            SELECT ledger_account_id, SUM(amount) FROM (
+                SELECT ledger_account_id, amount FROM billing_posting WHERE transaction_id = r.id
+                UNION ALL
+                SELECT ledger_account_id, amount FROM billing_posting
+                WHERE transaction_id = r.reverses_id
+            ) both_sides GROUP BY ledger_account_id HAVING SUM(amount) <> 0
+        )
+        """
+    ):
+        yield f"reversal {reversal_id} does not mirror transaction {original_id}"
+
+
+def charge_totals_off() -> Iterator[str]:
+    """Invariants 3 and 5: charges are counted once, and rounding neither creates nor loses
+    money: what reached the wallet is the exact total rounded, with the remainder carried."""
+    summed = {
+        (account_id, kind): (net, tax)
+        for account_id, kind, net, tax in _rows(
+            "SELECT account_id, kind, SUM(net), SUM(tax) FROM billing_charge GROUP BY 1, 2"
+        )
+    }
+    posted = {
+        (account_id, kind): -amount
+        for account_id, kind, amount in _rows(
+            """
+            SELECT c.account_id, c.kind, SUM(p.amount) FROM billing_posting p
+            JOIN billing_ledgeraccount a ON a.id = p.ledger_account_id AND a.kind = 'wallet'
+            JOIN (SELECT DISTINCT transaction_id, account_id, kind FROM billing_charge
+                  WHERE transaction_id IS NOT NULL) c ON c.transaction_id = p.transaction_id
+            GROUP BY 1, 2
+            """
+        )
+    }
+    totals = ChargeTotals.objects.select_related("account__wallet")
+    for row in totals.iterator(chunk_size=2000):
+        key = (row.account_id, row.kind)
+        currency = row.account.wallet.currency
+        net, tax = summed.pop(key, (Decimal(0), Decimal(0)))
+        label = f"account {row.account_id} {row.kind} charges"
+        if (row.exact_net, row.exact_tax) != (net, tax):
+            yield f"{label}: totals {row.exact_net}+{row.exact_tax}, charges sum {net}+{tax}"
+        if row.posted_tax != quantize(row.exact_tax, currency):
+            yield f"{label}: posted tax {row.posted_tax} is not exact {row.exact_tax} rounded"
+        if row.posted_net + row.posted_tax != quantize(row.exact_net + row.exact_tax, currency):
+            yield f"{label}: posted {row.posted_net + row.posted_tax} is not exact total rounded"
+        if posted.get(key, Decimal(0)) != row.posted_net + row.posted_tax:
+            yield f"{label}: wallet postings {posted.get(key)} differ from the posted total"
+    for account_id, kind in summed:
+        yield f"account {account_id} {kind}: charges without running totals"
+
+
+def overlapping_meter_charges() -> Iterator[str]:
+    """Invariant 3 for consumption: no interval of a meter is charged twice."""
+    for charge_id, meter_id in _rows(
+        """
+        SELECT id, meter_id FROM (
+            SELECT id, meter_id, period_start,
+                   LAG(period_end) OVER (PARTITION BY meter_id ORDER BY period_start, id) AS before
+            FROM billing_charge WHERE kind = 'energy' AND meter_id IS NOT NULL
+        ) ordered WHERE period_start < before
+        """
+    ):
+        yield f"charge {charge_id} overlaps an earlier charge of meter {meter_id}"
+
+
+def receipt_gaps() -> Iterator[str]:
+    for property_id, count, highest in _rows(
+        """
+        SELECT property_id, COUNT(*), MAX(number) FROM billing_receipt GROUP BY property_id
+        HAVING COUNT(*) <> MAX(number) OR MIN(number) <> 1
+        """
+    ):
+        yield f"property {property_id}: {count} receipts numbered up to {highest}"
+
+
+def book_balances_stored() -> Iterator[str]:
+    for account in LedgerAccount.objects.exclude(kind=LedgerAccount.Kind.WALLET).exclude(balance=0):
+        yield f"book {account.pk} stores a balance; books are summed from postings"
+
+
+CHECKS: list[tuple[str, Callable[[], Iterator[str]]]] = [
+    ("postings balance per transaction", unbalanced_transactions),
+    ("one currency per transaction", mixed_currencies),
+    ("wallet balances equal their postings", wallet_balances_off),
+    ("reversals mirror what they reverse", reversals_not_mirrored),
+    ("charges counted once and rounded without loss", charge_totals_off),
+    ("no meter interval charged twice", overlapping_meter_charges),
+    ("receipt numbers gapless per property", receipt_gaps),
+    ("books store no balance", book_balances_stored),
+]
+
+
+def ledger_violations() -> dict[str, list[str]]:
+    return {name: list(check()) for name, check in CHECKS}
