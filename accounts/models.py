@@ -247,3 +247,20 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.get_role_display()}, {self.organisation})"
+
+
+class PropertyHoliday(models.Model):
+    """A property's own day off on top of its country's public holidays."""
+
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="holidays")
+    date = models.DateField()
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [
+            models.UniqueConstraint(fields=["property", "date"], name="property_holiday_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.name}"

@@ -1,3 +1,7 @@
+from collections.abc import Iterable
+from datetime import date
+
+import holidays
 from django.db.models import Count, Q
 
 from accounts.models import Account, Membership, Property
@@ -52,3 +56,21 @@ def accounts_of_tenant_user(*, user):
         .select_related("unit__property", "wallet")
         .order_by("status", "-opened_at")
     )
+
+
+class HolidayCalendar:
+    """The property's country's public holidays (the `holidays` library) plus its own dates."""
+
+    def __init__(self, country: str, extra_dates: Iterable[date] = ()):
+        self._country = holidays.country_holidays(country) if country in _SUPPORTED else {}
+        self._extra = frozenset(extra_dates)
+
+    def __call__(self, day: date) -> bool:
+        return day in self._extra or day in self._country
+
+
+_SUPPORTED = frozenset(holidays.list_supported_countries())
+
+
+def holiday_calendar(*, property: Property) -> HolidayCalendar:
+    return HolidayCalendar(property.country, property.holidays.values_list("date", flat=True))

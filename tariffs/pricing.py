@@ -448,14 +448,14 @@ def _reach(wall: datetime, tz: ZoneInfo) -> datetime:
     return low + at_or_after * _MICROSECOND
 
 
-def _midnight(day: date, tz: ZoneInfo) -> datetime:
+def local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return _reach(datetime.combine(day, time()), tz)
 
 
 def _local_date(moment: datetime, tz: ZoneInfo) -> date:
     """The local day containing ``moment``, consistent with ``_reach`` after a fall-back."""
     day = _wall(moment, tz).date()
-    while _midnight(day + _DAY, tz) <= moment:
+    while local_midnight(day + _DAY, tz) <= moment:
         day += _DAY
     return day
 
@@ -467,7 +467,7 @@ def _next_month(first: date) -> date:
 def local_month_start(moment: datetime, tz: ZoneInfo) -> datetime:
     """The start (UTC) of the local month containing ``moment``."""
     day = _local_date(_utc(moment, "moment"), tz)
-    return _midnight(day.replace(day=1), tz)
+    return local_midnight(day.replace(day=1), tz)
 
 
 # --- Splitting ----------------------------------------------------------------------------------
@@ -511,10 +511,10 @@ def _month_stretches(
 ) -> Iterator[_Stretch]:
     tz = schedule.tz
     month = _local_date(start, tz).replace(day=1)
-    month_start = _midnight(month, tz)
+    month_start = local_midnight(month, tz)
     while month_start < end:
         following = _next_month(month)
-        month_end = _midnight(following, tz)
+        month_end = local_midnight(following, tz)
         yield _Stretch(max(start, month_start), min(end, month_end), version, month, None, None)
         month, month_start = following, month_end
 
@@ -525,7 +525,7 @@ def _tou_stretches(
     tz = schedule.tz
     tariff = schedule.versions[version]
     day = _local_date(start, tz)
-    while _midnight(day, tz) < end:
+    while local_midnight(day, tz) < end:
         day_type = schedule.day_type(day)
         midnight = datetime.combine(day, time())
         for index, period in enumerate(tariff.periods_for(day_type)):
@@ -796,9 +796,9 @@ def standing_charges(
     for index, span_start, span_end in _version_spans(schedule, start, end):
         version = schedule.versions[index]
         day = _local_date(span_start, tz)
-        day_start = _midnight(day, tz)
+        day_start = local_midnight(day, tz)
         while day_start < span_end:
-            day_end = _midnight(day + _DAY, tz)
+            day_end = local_midnight(day + _DAY, tz)
             covered = min(span_end, day_end) - max(span_start, day_start)
             fraction = Fraction(_micros(covered), _micros(day_end - day_start))
             price = Fraction(version.standing_charge_per_day)
