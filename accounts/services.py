@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account, Membership, Organisation, Property, Tenant, Unit
+from billing.models import LedgerAccount
 from billing.services import wallet_create
 from prepaid.audit.services import audit_record, snapshot, update_audited
 from prepaid.scoping import Role
@@ -190,6 +191,9 @@ def account_close(
     *, account: Account, actor: Actor, closed_at: datetime | None = None, reason: str = ""
 ) -> Account:
     """Move-out: close an open account whose wallet has been settled to zero."""
+    # The wallet first, as every money movement locks it: a top-up racing the move-out either
+    # commits before (and the balance is not zero) or sees the account closed.
+    LedgerAccount.objects.select_for_update().filter(pk=account.wallet_id).get()
     account = (
         Account.objects.select_for_update(of=("self",))
         .select_related("wallet", "unit")

@@ -3,12 +3,14 @@ from django.contrib import admin
 from accounts.admin import ReadOnlyAdmin
 from billing.models import (
     Charge,
+    ChargeCursor,
     ChargeTotals,
     LedgerAccount,
     LedgerTransaction,
     Posting,
     Receipt,
     ReceiptSequence,
+    TierUsage,
     TopupLimits,
 )
 
@@ -76,3 +78,15 @@ class ReceiptSequenceAdmin(ReadOnlyAdmin):
 @admin.register(TopupLimits)
 class TopupLimitsAdmin(ReadOnlyAdmin):
     list_display = ["property", "minimum", "maximum", "max_balance"]
+
+
+@admin.register(ChargeCursor)
+class ChargeCursorAdmin(ReadOnlyAdmin):
+    list_display = ["meter", "taken_at", "register"]
+    list_select_related = ["meter"]
+
+
+@admin.register(TierUsage)
+class TierUsageAdmin(ReadOnlyAdmin):
+    list_display = ["account", "utility", "month", "quantity"]
+    list_filter = ["utility", "month"]

@@ -167,6 +167,11 @@ class Posting(models.Model):
         return f"{self.amount} → {self.ledger_account_id}"
 
 
+class ChargeQuerySet(ScopedQuerySet):
+    organisation_lookup = "account__unit__property__organisation"
+    property_lookup = "account__unit__property"
+
+
 class Charge(models.Model):
     """One exact, unrounded charge to an account, with its explanation.
 
@@ -197,6 +202,8 @@ class Charge(models.Model):
         LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="charges"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ChargeQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -272,7 +279,13 @@ class ReceiptSequence(models.Model):
         return f"{self.property_id}: {self.last_number}"
 
 
+class ReceiptQuerySet(ScopedQuerySet):
+    organisation_lookup = "property__organisation"
+    property_lookup = "property"
+
+
 class Receipt(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     property = models.ForeignKey("accounts.Property", on_delete=models.PROTECT, related_name="+")
     number = models.PositiveBigIntegerField()
     transaction = models.OneToOneField(
@@ -285,6 +298,8 @@ class Receipt(models.Model):
     reference = models.CharField(max_length=100, blank=True)
     issued_at = models.DateTimeField()
 
+    objects = ReceiptQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["property", "number"], name="receipt_number_unique")
@@ -295,3 +310,38 @@ class Receipt(models.Model):
 
     def display_number(self) -> str:
         return f"{self.property.code}-{self.number:08d}"
+
+
+class ChargeCursor(models.Model):
+    """How far a meter's readings have been charged: the last accepted reading.
+
+    Charging locks the cursor, so two workers never charge the same meter at once, and moves it
+    in the same transaction as the charges it posts, so a crash or a retry charges nothing twice.
+    """
+
+    meter = models.OneToOneField("meters.Meter", on_delete=models.PROTECT, related_name="+")
+    taken_at = models.DateTimeField(null=True, blank=True)
+    register = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} @ {self.taken_at}"
+
+
+class TierUsage(models.Model):
+    """An account's consumption of one utility in one local month, for tiered prices."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    utility = models.CharField(max_length=12)
+    # The first day of the property's local month.
+    month = models.DateField()
+    quantity = models.DecimalField(max_digits=EXACT_MAX_DIGITS, decimal_places=EXACT_DECIMAL_PLACES)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "utility", "month"], name="tier_usage_unique_month"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.utility} {self.month}: {self.quantity}"

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account, Property
@@ -26,7 +26,6 @@ from billing.models import (
     LedgerTransaction,
     Posting,
     Receipt,
-    ReceiptSequence,
     TopupLimits,
 )
 from prepaid.audit.services import audit_record
@@ -68,7 +67,7 @@ def wallet_create(*, property: Property) -> LedgerAccount:
 def book_account(*, property: Property, kind: str, channel: str = "") -> LedgerAccount:
     """One of the property's books, created on first use (safe when two requests race)."""
     lookup = {"property": property, "kind": kind, "channel": channel}
-    found = LedgerAccount.objects.filter(**lookup).first()
+    found = LedgerAccount.objects.filter(**lookup).order_by().first()
     if found is not None:
         return found
     try:
@@ -100,7 +99,8 @@ def _lock_wallets(wallet_ids: Iterable[int]) -> dict[int, LedgerAccount]:
 
 
 def _existing(idempotency_key: str, fingerprint: str) -> LedgerTransaction | None:
-    found = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
+    # Unique key: no ordering needed, and skipping it keeps this hot-path query cheap.
+    found = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).order_by().first()
     if found is not None and found.fingerprint != fingerprint:
         raise IdempotencyConflict(
             {"idempotency_key": "This idempotency key was already used for a different request."}
@@ -138,11 +138,46 @@ def transaction_post(
 ) -> Posted:
     """Post a balanced transaction once. A retry with the same key returns the original."""
     currency = _validate_entries(entries)
+    if reverses is not None:
+        # What is reversed is part of the request: the mirrors of two identical top-ups have the
+        # same entries, and a key reused for the second must not pass for the first.
+        fingerprint_extra = f"{fingerprint_extra}\x1freverses:{reverses.pk}"
     fingerprint = _entries_fingerprint(kind, entries, fingerprint_extra)
     wallets = _lock_wallets(e.account.pk for e in entries if e.account.kind == Kind.WALLET)
     existing = _existing(idempotency_key, fingerprint)
     if existing is not None:
         return Posted(existing, created=False)
+    txn = _post_locked(
+        property=property,
+        kind=kind,
+        currency=currency,
+        entries=entries,
+        wallets=wallets,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        actor=actor,
+        memo=memo,
+        effective_at=effective_at,
+        reverses=reverses,
+    )
+    return Posted(txn, created=True)
+
+
+def _post_locked(
+    *,
+    property: Property,
+    kind: str,
+    currency: str,
+    entries: Sequence[Entry],
+    wallets: dict[int, LedgerAccount],
+    idempotency_key: str,
+    fingerprint: str,
+    actor=None,
+    memo: str = "",
+    effective_at: datetime | None = None,
+    reverses: LedgerTransaction | None = None,
+) -> LedgerTransaction:
+    """Write a validated transaction whose wallets are locked and whose key is unused."""
     txn = LedgerTransaction.objects.create(
         organisation_id=property.organisation_id,
         property=property,
@@ -160,7 +195,7 @@ def transaction_post(
         for entry in entries
     )
     _apply_to_wallets(wallets, entries)
-    return Posted(txn, created=True)
+    return txn
 
 
 def _apply_to_wallets(wallets: dict[int, LedgerAccount], entries: Iterable[Entry]) -> None:
@@ -171,7 +206,12 @@ def _apply_to_wallets(wallets: dict[int, LedgerAccount], entries: Iterable[Entry
     # The rows are locked, so the values read under the lock plus the changes are exact.
     for wallet_id, change in changes.items():
         wallets[wallet_id].balance += change
-    LedgerAccount.objects.bulk_update([wallets[pk] for pk in changes], ["balance"], batch_size=1000)
+    if len(changes) == 1:
+        [(wallet_id, _)] = changes.items()
+        LedgerAccount.objects.filter(pk=wallet_id).update(balance=wallets[wallet_id].balance)
+    else:
+        changed = [wallets[pk] for pk in changes]
+        LedgerAccount.objects.bulk_update(changed, ["balance"], batch_size=1000)
 
 
 REVERSIBLE = {LedgerTransaction.Kind.TOPUP, LedgerTransaction.Kind.ADJUSTMENT}
@@ -190,6 +230,9 @@ def transaction_reverse(
         Entry(posting.ledger_account, -posting.amount)
         for posting in original.postings.select_related("ledger_account").order_by("pk")
     ]
+    # Under the wallets' locks, so a concurrent reversal under another key is seen and refused
+    # here, not left to fail on the unique `reverses` column.
+    _lock_wallets(e.account.pk for e in entries if e.account.kind == Kind.WALLET)
     already = LedgerTransaction.objects.filter(reverses=original).first()
     if already is not None and already.idempotency_key != idempotency_key:
         raise LedgerError("This transaction has already been reversed.")
@@ -227,15 +270,25 @@ class TopupResult:
 
 
 def topup_limits(*, property: Property) -> TopupLimits:
-    return TopupLimits.objects.filter(property=property).first() or TopupLimits(property=property)
+    """The property's limits; the defaults when it has set none. Reads the row through the
+    property when it was loaded with it (select_related), to save a query on the hot path."""
+    try:
+        return property.topup_limits
+    except TopupLimits.DoesNotExist:
+        return TopupLimits(property=property)
 
 
 def _next_receipt_number(property: Property) -> int:
-    sequence, _ = ReceiptSequence.objects.get_or_create(property=property)
-    sequence = ReceiptSequence.objects.select_for_update().get(pk=sequence.pk)
-    sequence.last_number += 1
-    sequence.save(update_fields=["last_number"])
-    return sequence.last_number
+    """Take the property's next receipt number. The row stays locked until commit, so numbers
+    are gapless: a rolled-back top-up gives its number back."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO billing_receiptsequence (property_id, last_number) VALUES (%s, 1) "
+            "ON CONFLICT (property_id) DO UPDATE "
+            "SET last_number = billing_receiptsequence.last_number + 1 RETURNING last_number",
+            [property.pk],
+        )
+        return cursor.fetchone()[0]
 
 
 @transaction.atomic
@@ -254,6 +307,15 @@ def topup_record(
     The same idempotency key returns the original receipt; reused with a different amount or
     account it is refused.
     """
+    # One statement locks the wallet and loads everything the receipt and the audit row name.
+    # Only the wallet is locked: a move-out locks it too, first, so the account's status read
+    # here is the latest, and charge runs (which touch the account's rows) never wait on us.
+    wallet = (
+        LedgerAccount.objects.select_for_update(of=("self",))
+        .select_related("tenant_account__tenant", "tenant_account__unit__property__topup_limits")
+        .get(pk=account.wallet_id)
+    )
+    account = wallet.tenant_account
     prop = account.unit.property
     amount = to_decimal(amount)
     if currency is not None and currency != prop.currency:
@@ -266,13 +328,11 @@ def topup_record(
         raise LedgerError({"amount": f"Give the amount in whole {prop.currency} minor units."})
     book_kind, book_channel = COUNTER_CHANNELS[channel]
     book = book_account(property=prop, kind=book_kind, channel=book_channel)
-    entries = [Entry(account.wallet, amount), Entry(book, -amount)]
+    entries = [Entry(wallet, amount), Entry(book, -amount)]
     fingerprint = _entries_fingerprint(LedgerTransaction.Kind.TOPUP, entries, reference)
-    wallet = _lock_wallets([account.wallet_id])[account.wallet_id]
     existing = _existing(idempotency_key, fingerprint)
     if existing is not None:
         return TopupResult(existing.receipt, created=False)
-    account.refresh_from_db(fields=["status"])
     if account.status != Account.Status.OPEN:
         raise LedgerError("Top-ups go to open accounts only.")
     limits = topup_limits(property=prop)
@@ -285,26 +345,28 @@ def topup_record(
         raise LedgerError(
             {"amount": f"A wallet may hold at most {limits.max_balance}; at most {room} fits."}
         )
-    posted = transaction_post(
+    txn = _post_locked(
         property=prop,
         kind=LedgerTransaction.Kind.TOPUP,
+        currency=prop.currency,
         entries=entries,
+        wallets={wallet.pk: wallet},
         idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
         actor=actor,
         memo=f"{channel} {reference}".strip(),
-        fingerprint_extra=reference,
     )
     receipt = Receipt.objects.create(
         property=prop,
-        # Last, so the property-wide sequence lock is held for as short a time as possible.
+        # Late, so the property-wide sequence lock is held for as short a time as possible.
         number=_next_receipt_number(prop),
-        transaction=posted.transaction,
+        transaction=txn,
         account=account,
         amount=amount,
         currency=prop.currency,
         channel=channel,
         reference=reference,
-        issued_at=posted.transaction.created_at,
+        issued_at=txn.created_at,
     )
     audit_record(
         organisation_id=prop.organisation_id,

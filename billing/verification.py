@@ -8,24 +8,40 @@ from decimal import Decimal
 
 from django.db import connection
 
-from billing.models import ChargeTotals, LedgerAccount
-from prepaid.money import quantize
+from billing.models import EXACT_DECIMAL_PLACES, ChargeTotals, LedgerAccount
+from prepaid.money import AMOUNT_DECIMAL_PLACES, quantize
 
 
 def _rows(sql: str, params: tuple = ()) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        return [tuple(_decimal(value) for value in row) for row in cursor.fetchall()]
+
+
+# SQLite, the embedded demo database, keeps decimals as floats and sums them as floats; there,
+# sums are compared at the columns' own precision. PostgreSQL sums numerics exactly.
+def _sum(expression: str, places: int = AMOUNT_DECIMAL_PLACES) -> str:
+    if connection.vendor == "sqlite":
+        return f"ROUND(COALESCE(SUM({expression}), 0), {places})"
+    return f"COALESCE(SUM({expression}), 0)"
+
+
+def _value(expression: str, places: int = AMOUNT_DECIMAL_PLACES) -> str:
+    return f"ROUND({expression}, {places})" if connection.vendor == "sqlite" else expression
+
+
+def _decimal(value):
+    return Decimal(repr(value)) if isinstance(value, float) else value
 
 
 def unbalanced_transactions() -> Iterator[str]:
     """Invariant 1: every transaction has two or more postings summing to zero."""
     for txn_id, count, total in _rows(
         """
-        SELECT t.id, COUNT(p.id), COALESCE(SUM(p.amount), 0)
+        SELECT t.id, COUNT(p.id), {total}
         FROM billing_ledgertransaction t LEFT JOIN billing_posting p ON p.transaction_id = t.id
-        GROUP BY t.id HAVING COUNT(p.id) < 2 OR COALESCE(SUM(p.amount), 0) <> 0
-        """
+        GROUP BY t.id HAVING COUNT(p.id) < 2 OR {total} <> 0
+        """.format(total=_sum("p.amount"))
     ):
         yield f"transaction {txn_id}: {count} postings summing to {total}"
 
@@ -46,11 +62,11 @@ def wallet_balances_off() -> Iterator[str]:
     """Invariant 2: a wallet's stored balance equals the sum of its postings."""
     for wallet_id, stored, summed in _rows(
         """
-        SELECT a.id, a.balance, COALESCE(SUM(p.amount), 0) FROM billing_ledgeraccount a
+        SELECT a.id, a.balance, {total} FROM billing_ledgeraccount a
         LEFT JOIN billing_posting p ON p.ledger_account_id = a.id
         WHERE a.kind = 'wallet' GROUP BY a.id, a.balance
-        HAVING a.balance <> COALESCE(SUM(p.amount), 0)
-        """
+        HAVING {balance} <> {total}
+        """.format(total=_sum("p.amount"), balance=_value("a.balance"))
     ):
         yield f"wallet {wallet_id}: stored {stored}, postings sum to {summed}"
 
@@ -66,9 +82,9 @@ def reversals_not_mirrored() -> Iterator[str]:
                 UNION ALL
                 SELECT ledger_account_id, amount FROM billing_posting
                 WHERE transaction_id = r.reverses_id
-            ) both_sides GROUP BY ledger_account_id HAVING SUM(amount) <> 0
+            ) both_sides GROUP BY ledger_account_id HAVING {total} <> 0
         )
-        """
+        """.format(total=_sum("amount"))
     ):
         yield f"reversal {reversal_id} does not mirror transaction {original_id}"
 
@@ -79,19 +95,20 @@ def charge_totals_off() -> Iterator[str]:
     summed = {
         (account_id, kind): (net, tax)
         for account_id, kind, net, tax in _rows(
-            "SELECT account_id, kind, SUM(net), SUM(tax) FROM billing_charge GROUP BY 1, 2"
+            f"SELECT account_id, kind, {_sum('net', EXACT_DECIMAL_PLACES)}, "
+            f"{_sum('tax', EXACT_DECIMAL_PLACES)} FROM billing_charge GROUP BY 1, 2"
         )
     }
     posted = {
         (account_id, kind): -amount
         for account_id, kind, amount in _rows(
             """
-            SELECT c.account_id, c.kind, SUM(p.amount) FROM billing_posting p
+            SELECT c.account_id, c.kind, {total} FROM billing_posting p
             JOIN billing_ledgeraccount a ON a.id = p.ledger_account_id AND a.kind = 'wallet'
             JOIN (SELECT DISTINCT transaction_id, account_id, kind FROM billing_charge
                   WHERE transaction_id IS NOT NULL) c ON c.transaction_id = p.transaction_id
             GROUP BY 1, 2
-            """
+            """.format(total=_sum("p.amount"))
         )
     }
     totals = ChargeTotals.objects.select_related("account__wallet")

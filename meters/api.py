@@ -1,3 +1,4 @@
+from django.db import transaction
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
@@ -5,8 +6,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.models import Unit
+from billing.tasks import charge_meters_task
 from meters import services
-from meters.models import Meter
+from meters.models import Meter, Reading
+from prepaid.api.pagination import CursorPagination
 from prepaid.api.scoped import ScopedRelatedField, ScopedViewSet
 
 
@@ -108,3 +111,83 @@ class MeterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
             meter=self.get_object(), actor=request.user, **self.validated(MeterRemoveIn)
         )
         return Response(MeterOut(meter).data)
+
+
+class ReadingOut(serializers.ModelSerializer):
+    meter = serializers.UUIDField(source="meter.uuid", read_only=True)
+    serial = serializers.CharField(source="meter.serial", read_only=True)
+
+    class Meta:
+        model = Reading
+        fields = [
+            "meter",
+            "serial",
+            "taken_at",
+            "register",
+            "power_w",
+            "voltage_v",
+            "current_a",
+            "relay_closed",
+            "source",
+            "received_at",
+            "status",
+            "reason",
+        ]
+
+
+class ReadingRowIn(serializers.Serializer):
+    serial = serializers.CharField(max_length=64)
+    taken_at = serializers.DateTimeField()
+    register = serializers.DecimalField(max_digits=20, decimal_places=6)
+    power_w = serializers.FloatField(required=False, allow_null=True)
+    voltage_v = serializers.FloatField(required=False, allow_null=True)
+    current_a = serializers.FloatField(required=False, allow_null=True)
+    relay_closed = serializers.BooleanField(required=False, allow_null=True)
+
+
+class ReadingsIn(serializers.Serializer):
+    readings = ReadingRowIn(many=True, allow_empty=False, max_length=1000)
+
+
+class IngestOut(serializers.Serializer):
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+
+
+class ReadingFilter(filters.FilterSet):
+    meter = filters.UUIDFilter(field_name="meter__uuid")
+    property = filters.UUIDFilter(field_name="meter__unit__property__uuid")
+    status = filters.ChoiceFilter(choices=Reading.Status.choices)
+    source = filters.ChoiceFilter(choices=Reading.Source.choices)
+    since = filters.IsoDateTimeFilter(field_name="taken_at", lookup_expr="gte")
+    until = filters.IsoDateTimeFilter(field_name="taken_at", lookup_expr="lt")
+
+    class Meta:
+        model = Reading
+        fields = ["meter", "property", "status", "source", "since", "until"]
+
+
+class ReadingPagination(CursorPagination):
+    ordering = ("-taken_at", "-id")
+
+
+class ReadingViewSet(mixins.ListModelMixin, ScopedViewSet):
+    """Meter readings, newest first, with the verdict of charging on each. POST pushes readings
+    for meters that report over HTTP: all rows are stored or none, and charging starts at once."""
+
+    queryset = Reading.objects.select_related("meter")
+    serializer_class = ReadingOut
+    filterset_class = ReadingFilter
+    pagination_class = ReadingPagination
+    ordering_fields: list[str] = []
+
+    @extend_schema(request=ReadingsIn, responses={201: IngestOut})
+    def create(self, request):
+        rows = self.validated(ReadingsIn)["readings"]
+        meters = Meter.objects.for_scope(self.scope)
+        result = services.readings_ingest(meters=meters, rows=rows, source=Reading.Source.HTTP)
+        meter_ids = list(
+            meters.filter(serial__in={row["serial"] for row in rows}).values_list("pk", flat=True)
+        )
+        transaction.on_commit(lambda: charge_meters_task.delay(meter_ids))
+        return Response(IngestOut(result).data, status=status.HTTP_201_CREATED)

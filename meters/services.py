@@ -1,13 +1,19 @@
-from datetime import datetime
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Organisation, Unit
 from accounts.services import Actor
-from meters.models import Meter
+from billing.charging import charge_meters, cursor_start
+from meters.models import Meter, Reading
 from prepaid.audit.services import audit_record, snapshot, update_audited
 
 METER_FIELDS = ("serial", "utility", "has_relay")
@@ -102,3 +108,168 @@ def meter_remove(
 def _check_same_organisation(meter: Meter, unit: Unit) -> None:
     if unit.property.organisation_id != meter.organisation_id:
         raise ValidationError({"unit": "The unit belongs to another organisation."})
+
+
+@transaction.atomic
+def meter_replace(
+    *,
+    meter: Meter,
+    actor: Actor,
+    replaced_at: datetime,
+    final_register: Decimal,
+    new_serial: str,
+    initial_register: Decimal,
+) -> Meter:
+    """Swap a meter: charge the old one up to its final reading, then measure the new one from
+    its initial reading, at the same moment. Nothing is lost or counted twice."""
+    meter = (
+        Meter.objects.select_for_update(of=("self",))
+        .select_related("unit__property")
+        .get(pk=meter.pk)
+    )
+    if meter.unit_id is None or meter.removed_at is not None:
+        raise ValidationError("Only a meter in service can be replaced.")
+    if replaced_at > timezone.now() or replaced_at < meter.installed_at:
+        raise ValidationError(
+            {"replaced_at": "The replacement must be after installation and not in the future."}
+        )
+    if (
+        meter.readings.filter(taken_at__gt=replaced_at)
+        .exclude(status=Reading.Status.REJECTED)
+        .exists()
+    ):
+        raise ValidationError({"replaced_at": "The old meter has readings after this moment."})
+    final, created = Reading.objects.get_or_create(
+        meter=meter,
+        taken_at=replaced_at,
+        defaults={"register": final_register, "source": Reading.Source.MANUAL},
+    )
+    if not created and final.register != final_register:
+        raise ValidationError(
+            {"final_register": f"The meter already reported {final.register} then."}
+        )
+    charge_meters(meter_ids=[meter.pk], skip_locked=False)
+    final.refresh_from_db()
+    if final.status == Reading.Status.REJECTED:
+        raise ValidationError(
+            {"final_register": f"The final reading was rejected: {final.reason}."}
+        )
+    meter_remove(
+        meter=meter, actor=actor, reason=f"replaced by {new_serial}", removed_at=replaced_at
+    )
+    successor = meter_register(
+        organisation=meter.organisation,
+        actor=actor,
+        serial=new_serial,
+        utility=meter.utility,
+        has_relay=meter.has_relay,
+        unit=meter.unit,
+        installed_at=replaced_at,
+    )
+    Reading.objects.create(
+        meter=successor,
+        taken_at=replaced_at,
+        register=initial_register,
+        source=Reading.Source.MANUAL,
+        status=Reading.Status.ACCEPTED,
+    )
+    cursor_start(meter=successor, taken_at=replaced_at, register=initial_register)
+    audit_record(
+        organisation_id=meter.organisation_id,
+        property_id=meter.unit.property_id,
+        actor=actor,
+        action="meter.replace",
+        instance=meter,
+        after={
+            "replaced_at": replaced_at.isoformat(),
+            "final_register": str(final_register),
+            "new_meter": str(successor.uuid),
+            "initial_register": str(initial_register),
+        },
+    )
+    return successor
+
+
+# How far ahead of our clock a meter's timestamp may be before it is called wrong.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+REGISTER_PLACES = 6
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    created: int
+    duplicates: int
+
+
+@transaction.atomic
+def readings_ingest(
+    *, meters: QuerySet[Meter], rows: Sequence[dict[str, Any]], source: str
+) -> IngestResult:
+    """Store pushed readings all or nothing: any bad row rejects the batch with a reason per row.
+
+    `meters` are the meters the sender may report for (an organisation's, or a caller's scope).
+
+    Rows carry `serial`, `taken_at` (aware datetime), `register` (Decimal) and optionally
+    `power_w`, `voltage_v`, `current_a` and `relay_closed`. A reading a meter already reported
+    for the same moment is a duplicate and is skipped.
+    """
+    serials = {str(row.get("serial", "")) for row in rows}
+    known_meters = {meter.serial: meter for meter in meters.filter(serial__in=serials)}
+    errors: list[str] = []
+    readings: list[Reading] = []
+    now = timezone.now()
+    for index, row in enumerate(rows):
+        problem = _reading_problem(row, known_meters, now)
+        if problem:
+            errors.append(f"row {index}: {problem}")
+            continue
+        readings.append(
+            Reading(
+                meter=known_meters[row["serial"]],
+                taken_at=row["taken_at"],
+                register=row["register"],
+                power_w=row.get("power_w"),
+                voltage_v=row.get("voltage_v"),
+                current_a=row.get("current_a"),
+                relay_closed=row.get("relay_closed"),
+                source=source,
+            )
+        )
+    if errors:
+        raise ValidationError({"readings": errors})
+    known = set(
+        Reading.objects.filter(
+            meter_id__in={reading.meter_id for reading in readings},
+            taken_at__in={reading.taken_at for reading in readings},
+        ).values_list("meter_id", "taken_at")
+    )
+    fresh = {}
+    for reading in readings:
+        key = (reading.meter_id, reading.taken_at)
+        if key not in known:
+            fresh.setdefault(key, reading)
+    Reading.objects.bulk_create(fresh.values(), ignore_conflicts=True, batch_size=2000)
+    return IngestResult(created=len(fresh), duplicates=len(readings) - len(fresh))
+
+
+def _reading_problem(row: dict[str, Any], meters: dict[str, Meter], now: datetime) -> str | None:
+    meter = meters.get(str(row.get("serial", "")))
+    if meter is None:
+        return f"unknown meter {row.get('serial')!r}"
+    taken_at = row.get("taken_at")
+    if not isinstance(taken_at, datetime) or timezone.is_naive(taken_at):
+        return "taken_at must be a date and time with a time zone"
+    if taken_at > now + FUTURE_TOLERANCE:
+        return f"taken_at {taken_at.isoformat()} is in the future"
+    register = row.get("register")
+    if not isinstance(register, Decimal) or not register.is_finite():
+        return "register must be a finite number"
+    if register < 0:
+        return "register cannot be negative"
+    if register.as_tuple().exponent < -REGISTER_PLACES:
+        return f"register has more than {REGISTER_PLACES} decimal places"
+    for name in ("power_w", "voltage_v", "current_a"):
+        value = row.get(name)
+        if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
+            return f"{name} must be a finite number"
+    return None

@@ -1,4 +1,5 @@
-"""The demo organisation that `make run` seeds: two properties, 40 units, a login per role.
+"""The demo organisation that `make run` seeds: two properties, 40 units, a login per role,
+tariffs, and a simulated week of readings, charges and top-ups.
 
 Seeding is idempotent: every object is looked up by its natural key first and created through
 the same services the product uses (so the audit log tells the story), never duplicated.
@@ -7,6 +8,7 @@ the same services the product uses (so the audit log tells the story), never dup
 import random
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -14,9 +16,13 @@ from django.utils import timezone
 
 from accounts import services as accounts
 from accounts.models import Account, Membership, Organisation, Property, Tenant, Unit
+from billing.charging import charge_new_readings, standing_charges_post
+from billing.services import topup_record
 from meters import services as meters
-from meters.models import Meter
+from meters.load_profile import register_series
+from meters.models import Meter, Reading
 from prepaid.scoping import Role
+from tariffs.services import tariff_create
 
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "prepaid-demo"  # noqa: S105 - printed for the demo on purpose
@@ -93,6 +99,7 @@ def demo_seed() -> Organisation:
     if organisation is None:
         organisation = accounts.organisation_create(name="Demo Property Management", slug=DEMO_SLUG)
     properties = {spec["code"]: _seed_property(organisation, spec) for spec in PROPERTIES}
+    _seed_tariffs(properties, since=timezone.now() - timedelta(days=90))
     _seed_staff(organisation, properties)
     _seed_tenant_login(organisation)
     _seed_superuser()
@@ -191,3 +198,108 @@ def _seed_superuser() -> None:
         User.objects.create_superuser(
             username="admin", email="admin@demo.example", password=DEMO_PASSWORD
         )
+
+
+TARIFFS = {
+    # Shanghai residential: peak and valley prices, VAT included, with tier surcharges.
+    "RSG": {
+        "name": "Residential peak/valley",
+        "version": {
+            "kind": "tou_tiered",
+            "periods": {
+                day: [
+                    {"name": "peak", "start": "06:00", "end": "22:00", "price": "0.617"},
+                    {"name": "valley", "start": "22:00", "end": "06:00", "price": "0.307"},
+                ]
+                for day in ("weekday", "weekend", "holiday")
+            },
+            "bands": [
+                {"limit": "260", "price": "0"},
+                {"limit": "400", "price": "0.05"},
+                {"limit": None, "price": "0.30"},
+            ],
+            "tax_rate": "0.13",
+            "prices_include_tax": True,
+        },
+    },
+    # Nairobi domestic: a lifeline block, then the ordinary rate, a daily fixed charge and VAT.
+    "KLC": {
+        "name": "Domestic",
+        "version": {
+            "kind": "tiered",
+            "bands": [{"limit": "30", "price": "12.23"}, {"limit": None, "price": "16.45"}],
+            "standing_charge_per_day": "5.00",
+            "tax_rate": "0.16",
+        },
+    },
+}
+
+
+def _seed_tariffs(properties: dict[str, Property], since) -> None:
+    for code, spec in TARIFFS.items():
+        prop = properties[code]
+        if not prop.tariffs.filter(utility=Meter.Utility.ELECTRICITY).exists():
+            tariff_create(
+                property=prop,
+                utility=Meter.Utility.ELECTRICITY,
+                name=spec["name"],
+                actor=None,
+                version={"effective_from": since, **spec["version"]},
+            )
+
+
+def demo_simulate(*, days: int) -> dict[str, int]:
+    """Run the demo for the last `days` days: every meter reports each 15 minutes, consumption
+    and standing charges are charged, and tenants top up at the counter now and then.
+    Re-running covers the same days without charging anything twice."""
+    now = timezone.now()
+    end = now - timedelta(minutes=now.minute % 15, seconds=now.second, microseconds=now.microsecond)
+    start = end - timedelta(days=days)
+    meters = list(
+        Meter.objects.filter(organisation__slug=DEMO_SLUG, removed_at__isnull=True)
+        .select_related("unit__property")
+        .order_by("pk")
+    )
+    readings = []
+    for meter in meters:
+        zone = meter.unit.property.zone
+        opening = Decimal(1000 + meter.pk % 97 * 37)
+        for taken_at, register in register_series(meter.pk, start, end, zone, opening):
+            readings.append(
+                Reading(meter=meter, taken_at=taken_at, register=register, source="modbus")
+            )
+    Reading.objects.bulk_create(readings, ignore_conflicts=True, batch_size=5000)
+    run = charge_new_readings()
+    standing = 0
+    for prop in Property.objects.filter(organisation__slug=DEMO_SLUG):
+        today = end.astimezone(prop.zone).date()
+        for offset in range(days, 0, -1):
+            standing += standing_charges_post(property=prop, day=today - timedelta(days=offset))
+    topups = _simulate_topups(start, days)
+    return {
+        "readings": len(readings),
+        "charged": run.accepted,
+        "standing": standing,
+        "topups": topups,
+    }
+
+
+def _simulate_topups(start, days: int) -> int:
+    made = 0
+    accounts = Account.objects.filter(
+        unit__property__organisation__slug=DEMO_SLUG, status=Account.Status.OPEN
+    ).select_related("wallet", "unit__property")
+    for account in accounts:
+        rng = random.Random(account.pk)  # noqa: S311 - demo data, not security
+        for day in range(days):
+            if rng.random() < 0.25:
+                amount = Decimal(rng.choice([50, 100, 200, 500]))
+                result = topup_record(
+                    account=account,
+                    amount=amount,
+                    channel=rng.choice(["cash", "bank"]),
+                    actor=None,
+                    idempotency_key=f"demo:{account.pk}:{(start + timedelta(days=day)).date()}",
+                )
+                made += result.created
+    return made

@@ -240,6 +240,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a field called "kind"; name each choice set for what it is.
+    "ENUM_NAME_OVERRIDES": {
+        "UnitKindEnum": "accounts.models.Unit.Kind",
+        "ChargeKindEnum": "billing.models.Charge.Kind",
+        "LedgerTransactionKindEnum": "billing.models.LedgerTransaction.Kind",
+        "LedgerAccountKindEnum": "billing.models.LedgerAccount.Kind",
+        "TariffKindEnum": "tariffs.models.TariffVersion.Kind",
+    },
 }
 
 LOGGING = {

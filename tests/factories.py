@@ -1,11 +1,16 @@
 """Factories build data through the real services wherever a service exists."""
 
+from datetime import timedelta
+from decimal import Decimal
+
 import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts import services as accounts
 from accounts.models import Account, Organisation, Property, Tenant, Unit
+from billing.models import Receipt, TopupLimits
+from billing.services import ChargeInput, topup_record
 from meters import services as meters
 from meters.models import Meter
 
@@ -101,3 +106,47 @@ class MeterFactory(ServiceFactory):
     has_relay = True
     installed_at = factory.LazyFunction(timezone.now)
     service = staticmethod(meters.meter_register)
+
+
+# Billing -----------------------------------------------------------------------------------------
+
+
+class TopupLimitsFactory(factory.django.DjangoModelFactory):
+    """A property's top-up limits; there is no service for them, they are plain settings."""
+
+    class Meta:
+        model = TopupLimits
+
+    property = factory.SubFactory(PropertyFactory)
+
+
+class TopupFactory(ServiceFactory):
+    """A counter top-up through `billing.services.topup_record`; yields its receipt."""
+
+    class Meta:
+        model = Receipt
+
+    account = factory.SubFactory(AccountFactory)
+    amount = factory.LazyFunction(lambda: Decimal("100.00"))
+    channel = "cash"
+    idempotency_key = factory.Sequence(lambda n: f"topup-{n}")
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        return topup_record(actor=None, **kwargs).receipt
+
+
+class ChargeInputFactory(factory.Factory):
+    """An exact charge as the pricing engine hands it to `billing.services.charges_post`."""
+
+    class Meta:
+        model = ChargeInput
+
+    account = factory.SubFactory(AccountFactory)
+    kind = "energy"
+    idempotency_key = factory.Sequence(lambda n: f"charge-{n}")
+    period_start = factory.LazyFunction(timezone.now)
+    period_end = factory.LazyAttribute(lambda charge: charge.period_start + timedelta(minutes=15))
+    quantity = factory.LazyFunction(lambda: Decimal(1))
+    net = factory.LazyFunction(lambda: Decimal("1.00"))
+    tax = factory.LazyFunction(lambda: Decimal(0))

@@ -1,8 +1,10 @@
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import AccountViewSet, PropertyViewSet, TenantViewSet, UnitViewSet
-from meters.api import MeterViewSet
+from billing.api import ChargeViewSet, LedgerTransactionViewSet, TopupViewSet
+from meters.api import MeterViewSet, ReadingViewSet
 from prepaid.audit.api import AuditLogViewSet
+from tariffs.api import TariffViewSet
 
 router = DefaultRouter()
 router.register("properties", PropertyViewSet, basename="property")
@@ -11,5 +13,10 @@ router.register("tenants", TenantViewSet, basename="tenant")
 router.register("accounts", AccountViewSet, basename="account")
 router.register("meters", MeterViewSet, basename="meter")
 router.register("audit-log", AuditLogViewSet, basename="audit-log")
+router.register("ledger-transactions", LedgerTransactionViewSet, basename="ledger-transaction")
+router.register("topups", TopupViewSet, basename="topup")
+router.register("charges", ChargeViewSet, basename="charge")
+router.register("tariffs", TariffViewSet, basename="tariff")
+router.register("readings", ReadingViewSet, basename="reading")
 
 urlpatterns = router.urls

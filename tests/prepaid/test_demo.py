@@ -1,9 +1,13 @@
+from datetime import UTC, datetime
+
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from accounts.models import Account, Membership, Organisation, Property, Tenant, Unit
-from meters.models import Meter
+from billing.models import Charge, LedgerTransaction
+from meters.models import Meter, Reading
 from prepaid.audit.models import AuditLog
 
 pytestmark = pytest.mark.django_db
@@ -46,3 +50,18 @@ def test_if_empty_leaves_a_database_with_other_data_alone(org_a, capsys):
     call_command("seed_demo", "--if-empty")
     assert not Organisation.objects.filter(slug="demo").exists()
     assert "not seeded" in capsys.readouterr().out
+
+
+@time_machine.travel(datetime(2026, 11, 20, 10, 7, tzinfo=UTC), tick=False)
+def test_a_simulated_demo_week_leaves_the_ledger_consistent_and_reruns_change_nothing(capsys):
+    call_command("seed_demo")
+    call_command("simulate_demo", "--days", "7")
+    charged = Reading.objects.filter(status="accepted").count()
+    assert charged >= 40 * 7 * 96
+    assert Charge.objects.filter(kind="standing").count() == 36 * 7
+    transactions = LedgerTransaction.objects.count()
+    call_command("verify_ledger")
+    call_command("simulate_demo", "--days", "7")
+    assert LedgerTransaction.objects.count() == transactions
+    call_command("verify_ledger")
+    assert "The ledger is consistent." in capsys.readouterr().out

@@ -1,0 +1,218 @@
+"""The ledger under real concurrency: threads with their own database connections, committing.
+
+Each test starts its threads together at a barrier; each thread closes its connection when done.
+"""
+
+import threading
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from accounts.models import Account
+from billing import services
+from billing.models import Charge, LedgerAccount, LedgerTransaction, Receipt
+from billing.services import ChargeInput, LedgerError
+from prepaid.money import quantize
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+THREADS = 8
+ROUNDS = 6
+
+
+def _run_together(work, count: int = THREADS) -> list:
+    """Run `work(n)` in `count` threads released at once; return results or raised errors."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def thread(n: int) -> None:
+        try:
+            barrier.wait()
+            results[n] = work(n)
+        except Exception as error:  # Reported to the test, which asserts on it.
+            results[n] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=thread, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a thread hung (deadlock?)"
+    return results
+
+
+def _fresh(account: Account) -> Account:
+    """The account as this thread's connection sees it, not an object shared between threads."""
+    return Account.objects.select_related("unit__property", "wallet").get(pk=account.pk)
+
+
+def _balance(account: Account) -> Decimal:
+    return LedgerAccount.objects.get(pk=account.wallet_id).balance
+
+
+@pytest.fixture
+def accounts(property_a1):
+    return [factories.AccountFactory(unit__property=property_a1) for _ in range(3)]
+
+
+def test_concurrent_topups_and_charges_on_shared_wallets_add_up_exactly(property_a1, accounts):
+    start = timezone.now()
+
+    def work(n: int) -> tuple[list, list]:
+        mine = [_fresh(account) for account in accounts]
+        topups, charges = [], []
+        for r in range(ROUNDS):
+            i = (n + r) % 3
+            amount = Decimal(10 + n) + Decimal(r).scaleb(-2)
+            services.topup_record(
+                account=mine[i],
+                amount=amount,
+                channel=["cash", "bank"][r % 2],
+                actor=None,
+                idempotency_key=f"topup-{n}-{r}",
+            )
+            topups.append((i, amount))
+            # A batch across all three wallets, in an order that differs per thread.
+            batch = []
+            for j in sorted(range(3), key=lambda j: (j + n) % 3):
+                kind = ["energy", "standing"][(n + j) % 2]
+                net, tax = Decimal("0.123457"), Decimal("0.016049")
+                batch.append(
+                    ChargeInput(
+                        account=mine[j],
+                        kind=kind,
+                        idempotency_key=f"charge-{n}-{r}-{j}",
+                        period_start=start + timedelta(minutes=r),
+                        period_end=start + timedelta(minutes=r + 1),
+                        quantity=Decimal("0.25"),
+                        net=net,
+                        tax=tax,
+                    )
+                )
+                charges.append((j, kind, net + tax))
+            services.charges_post(charges=batch)
+        return topups, charges
+
+    results = _run_together(work)
+    errors = [result for result in results if isinstance(result, Exception)]
+    assert not errors, errors
+
+    credited = Counter()
+    exact = Counter()
+    for topups, charges in results:
+        for i, amount in topups:
+            credited[i] += amount
+        for j, kind, amount in charges:
+            exact[(j, kind)] += amount
+    for i, account in enumerate(accounts):
+        charged = sum(quantize(total, "CNY") for (j, _), total in exact.items() if j == i)
+        assert _balance(account) == credited[i] - charged, f"wallet {i}"
+
+    numbers = list(Receipt.objects.filter(property=property_a1).values_list("number", flat=True))
+    assert len(numbers) == THREADS * ROUNDS
+    assert sorted(numbers) == list(range(1, THREADS * ROUNDS + 1))
+    assert Charge.objects.count() == THREADS * ROUNDS * 3
+    call_command("verify_ledger", stdout=StringIO())
+
+
+# With the books already there, the threads race straight to the wallet lock; on first use they
+# also race to create the property's books.
+BOOKS = pytest.mark.parametrize("books_exist", [True, False], ids=["warm", "first-use"])
+
+
+@BOOKS
+def test_one_idempotency_key_replayed_by_eight_threads_at_once_credits_once(
+    property_a1, accounts, books_exist
+):
+    account = accounts[0]
+    if books_exist:
+        services.book_account(property=property_a1, kind=LedgerAccount.Kind.CASH)
+
+    def work(n: int):
+        return services.topup_record(
+            account=_fresh(account),
+            amount=Decimal("30.00"),
+            channel="cash",
+            actor=None,
+            idempotency_key="the-same-key",
+        )
+
+    results = _run_together(work)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sorted(result.created for result in results) == [False] * (THREADS - 1) + [True]
+    assert {result.receipt.pk for result in results} == {Receipt.objects.get().pk}
+    assert LedgerTransaction.objects.filter(idempotency_key="the-same-key").count() == 1
+    assert _balance(account) == Decimal("30.00")
+
+
+@BOOKS
+def test_one_charge_batch_posted_by_eight_threads_at_once_is_charged_once(
+    property_a1, accounts, books_exist
+):
+    if books_exist:
+        for kind in (LedgerAccount.Kind.ENERGY_REVENUE, LedgerAccount.Kind.TAX_PAYABLE):
+            services.book_account(property=property_a1, kind=kind)
+    start = timezone.now()
+    batch = [
+        ChargeInput(
+            account=account,
+            kind="energy",
+            idempotency_key=f"batch-{i}",
+            period_start=start,
+            period_end=start + timedelta(minutes=15),
+            quantity=Decimal("1.5"),
+            net=Decimal("0.755"),
+            tax=Decimal("0.098"),
+        )
+        for i, account in enumerate(accounts)
+    ]
+
+    def work(n: int):
+        mine = {account.pk: _fresh(account) for account in accounts}
+        return services.charges_post(
+            charges=[
+                ChargeInput(**{**charge.__dict__, "account": mine[charge.account.pk]})
+                for charge in batch
+            ]
+        )
+
+    results = _run_together(work)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sorted(len(rows) for rows in results) == [0] * (THREADS - 1) + [3]
+    assert Charge.objects.count() == 3
+    assert LedgerTransaction.objects.filter(kind="charge").count() == 3
+    assert [_balance(account) for account in accounts] == [Decimal("-0.85")] * 3
+    call_command("verify_ledger", stdout=StringIO())
+
+
+def test_concurrent_reversals_of_one_topup_reverse_it_once(accounts):
+    account = accounts[0]
+    original = factories.TopupFactory(account=account, amount=Decimal("40.00")).transaction
+
+    def work(n: int):
+        return services.transaction_reverse(
+            original=LedgerTransaction.objects.get(pk=original.pk),
+            actor=None,
+            reason="keyed twice",
+            idempotency_key=f"reversal-{n}",
+        )
+
+    results = _run_together(work)
+    posted = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(posted) == 1
+    assert posted[0].created
+    assert len(refused) == THREADS - 1
+    assert all(isinstance(error, LedgerError) for error in refused), refused
+    assert all("already been reversed" in str(error) for error in refused)
+    assert LedgerTransaction.objects.filter(reverses=original).count() == 1
+    assert _balance(account) == 0

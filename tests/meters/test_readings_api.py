@@ -1,0 +1,102 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.models import Charge
+from meters.models import Reading
+from prepaid.celery import app
+from tariffs.services import tariff_create
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def meter(property_a1):
+    tariff_create(
+        property=property_a1,
+        utility="electricity",
+        name="Flat",
+        actor=None,
+        version={
+            "effective_from": timezone.now() - timedelta(days=10),
+            "kind": "flat",
+            "flat_price": "1",
+        },
+    )
+    meter = factories.MeterFactory(
+        unit__property=property_a1, installed_at=timezone.now() - timedelta(days=2)
+    )
+    factories.AccountFactory(unit=meter.unit, opened_at=timezone.now() - timedelta(days=2))
+    return meter
+
+
+def rows(meter, *points):
+    now = timezone.now()
+    return {
+        "readings": [
+            {
+                "serial": meter.serial,
+                "taken_at": (now - timedelta(hours=hours)).isoformat(),
+                "register": value,
+            }
+            for hours, value in points
+        ]
+    }
+
+
+def test_pushed_readings_are_stored_and_charged_at_once(
+    meter, manager_a1, api_as, django_capture_on_commit_callbacks
+):
+    # The worker's side runs in-process here; the end-to-end test with a real worker and
+    # broker belongs to the control loop.
+    app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            response = api_as(manager_a1).post(
+                reverse("reading-list"), rows(meter, (2, "10.5"), (1, "12.5")), format="json"
+            )
+    finally:
+        app.conf.task_always_eager = False
+    assert response.status_code == 201, response.content
+    assert response.json() == {"created": 2, "duplicates": 0}
+    assert len(callbacks) == 1
+    assert Charge.objects.get().quantity == Decimal(2)
+
+
+def test_a_repeated_push_is_counted_as_duplicates(meter, owner_a, api_as):
+    api = api_as(owner_a)
+    body = rows(meter, (1, "1"))
+    api.post(reverse("reading-list"), body, format="json")
+    assert api.post(reverse("reading-list"), body, format="json").json() == {
+        "created": 0,
+        "duplicates": 1,
+    }
+
+
+def test_a_batch_with_one_bad_row_stores_nothing_and_names_the_row(meter, owner_a, api_as):
+    body = rows(meter, (2, "1"), (1, "-5"))
+    response = api_as(owner_a).post(reverse("reading-list"), body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"readings": ["row 1: register cannot be negative"]}
+    assert not Reading.objects.exists()
+
+
+def test_nan_and_garbage_are_field_errors(meter, owner_a, api_as):
+    for value in ("NaN", "Infinity", "ten"):
+        response = api_as(owner_a).post(
+            reverse("reading-list"), rows(meter, (1, value)), format="json"
+        )
+        assert response.status_code == 400, value
+
+
+def test_limited_staff_cannot_push_for_other_properties_meters(property_a2, manager_a1, api_as):
+    other = factories.MeterFactory(unit__property=property_a2)
+    response = api_as(manager_a1).post(
+        reverse("reading-list"), rows(other, (1, "1")), format="json"
+    )
+    assert response.status_code == 400
+    assert "unknown meter" in response.json()["readings"][0]
