@@ -7,15 +7,17 @@ BIN := $(CURDIR)/$(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-# The real services these machines run; tests never mock them.
+# The real services these machines run; tests never mock them. Override TEST_DATABASE_URL to
+# run two suites side by side (each gets its own test_<name> database).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/prepaid
 TEST_ENV := DEBUG=false SECRET_KEY=test-only-not-secret \
-	DATABASE_URL=postgres://postgres@127.0.0.1:5432/prepaid \
+	DATABASE_URL=$(TEST_DATABASE_URL) \
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/1 \
 	REDIS_URL=redis://127.0.0.1:6379/2 \
 	MQTT_URL=mqtt://127.0.0.1:1883 \
 	SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false
 
-.PHONY: run test lint format lock clean
+.PHONY: run test bench lint format lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +35,7 @@ run: $(RUN_STAMP)
 	mkdir -p var/celery/queue var/celery/control
 	DEBUG=true $(BIN)/python manage.py migrate --noinput
 	DEBUG=true $(BIN)/python manage.py seed_demo --if-empty
+	DEBUG=true $(BIN)/python manage.py simulate_demo --days 7 --if-empty
 	DEBUG=true PATH="$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 test: $(DEV_STAMP)
@@ -40,6 +43,11 @@ test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(TEST_ENV) $(BIN)/pytest $(if $(CI),--create-db) $(PYTEST_ARGS)
+
+# Benchmarks named by the issues; each prints its figure beside a same-run baseline.
+bench: $(DEV_STAMP)
+	scripts/ensure-services
+	$(TEST_ENV) $(BIN)/python -m bench $(BENCH)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

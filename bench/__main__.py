@@ -1,0 +1,20 @@
+"""`make bench`: every benchmark the issues name, each beside a same-run baseline."""
+
+import sys
+
+from bench.harness import setup_django
+
+BENCHMARKS = ["charging", "topups"]
+
+
+def main(names: list[str]) -> None:
+    setup_django()
+    from bench import money
+
+    available = {"charging": money.bench_charging, "topups": money.bench_topups}
+    for name in names or BENCHMARKS:
+        available[name]().report()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

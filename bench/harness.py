@@ -1,0 +1,65 @@
+"""Shared plumbing for `make bench`: a dedicated database, timing, and result files.
+
+Every benchmark prints its figure beside a baseline measured in the same run on the same
+machine (raw SQL, a raw protocol loop), and the ratio, because these machines are noisy.
+"""
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import django
+import psycopg
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def setup_django() -> None:
+    """Point Django at a fresh bench database (created if missing) and migrate it."""
+    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+    name = "prepaid_bench"
+    with psycopg.connect(f"{url}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    os.environ["DATABASE_URL"] = f"{url}/{name}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prepaid.settings")
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+@contextmanager
+def stopwatch():
+    started = time.perf_counter()
+    elapsed = {}
+    yield elapsed
+    elapsed["seconds"] = time.perf_counter() - started
+
+
+@dataclass
+class Result:
+    name: str
+    unit: str
+    figure: float
+    baseline: float
+    target: str
+    notes: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.figure / self.baseline if self.baseline else float("nan")
+
+    def report(self) -> None:
+        print(
+            f"{self.name}: {self.figure:,.1f} {self.unit}  |  baseline {self.baseline:,.1f} "
+            f"{self.unit}  |  ratio {self.ratio:.2f}  |  target {self.target}"
+        )
+        if self.notes:
+            print(f"    {self.notes}")
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{self.name.replace(' ', '_')}.json"
+        path.write_text(json.dumps({**asdict(self), "ratio": self.ratio}, indent=2) + "\n")
