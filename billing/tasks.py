@@ -3,7 +3,7 @@ from celery import shared_task
 from billing.charging import charge_meters
 
 
-@shared_task(queue="billing", acks_late=True, time_limit=600, soft_time_limit=540)
+@shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
 def charge_meters_task(meter_ids: list[int]) -> dict:
     """Charge the new readings of these meters now. Idempotent: a repeat charges nothing."""
     run = charge_meters(meter_ids=meter_ids)

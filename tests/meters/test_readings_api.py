@@ -100,3 +100,9 @@ def test_limited_staff_cannot_push_for_other_properties_meters(property_a2, mana
     )
     assert response.status_code == 400
     assert "unknown meter" in response.json()["readings"][0]
+
+
+def test_charging_tasks_go_to_the_billing_queue():
+    from billing.tasks import charge_meters_task
+
+    assert app.amqp.router.route({}, charge_meters_task.name)["queue"].name == "billing"
