@@ -195,7 +195,7 @@ def account_close(
     # commits before (and the balance is not zero) or sees the account closed.
     LedgerAccount.objects.select_for_update().filter(pk=account.wallet_id).get()
     account = (
-        Account.objects.select_for_update(of=("self",))
+        Account.objects.select_for_update(of=("self",), no_key=True)
         .select_related("wallet", "unit")
         .get(pk=account.pk)
     )

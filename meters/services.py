@@ -70,7 +70,8 @@ def meter_install(
     *, meter: Meter, unit: Unit, actor: Actor, installed_at: datetime | None = None
 ) -> Meter:
     """Install a meter from stock in a unit."""
-    meter = Meter.objects.select_for_update().get(pk=meter.pk)
+    # NO KEY: rows that merely reference the meter (readings, charges) may still be written.
+    meter = Meter.objects.select_for_update(no_key=True).get(pk=meter.pk)
     if meter.unit_id is not None:
         raise ValidationError({"unit": "The meter is already installed; remove it first."})
     _check_same_organisation(meter, unit)
@@ -90,7 +91,11 @@ def meter_remove(
     *, meter: Meter, actor: Actor, reason: str, removed_at: datetime | None = None
 ) -> Meter:
     """Take a meter out of service. It keeps its unit and dates as history."""
-    meter = Meter.objects.select_for_update(of=("self",)).select_related("unit").get(pk=meter.pk)
+    meter = (
+        Meter.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("unit")
+        .get(pk=meter.pk)
+    )
     if meter.unit_id is None or meter.removed_at is not None:
         raise ValidationError("Only a meter in service can be removed.")
     update_audited(
@@ -123,7 +128,7 @@ def meter_replace(
     """Swap a meter: charge the old one up to its final reading, then measure the new one from
     its initial reading, at the same moment. Nothing is lost or counted twice."""
     meter = (
-        Meter.objects.select_for_update(of=("self",))
+        Meter.objects.select_for_update(of=("self",), no_key=True)
         .select_related("unit__property")
         .get(pk=meter.pk)
     )
