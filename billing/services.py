@@ -307,15 +307,14 @@ def topup_record(
     The same idempotency key returns the original receipt; reused with a different amount or
     account it is refused.
     """
-    # One statement locks the wallet and loads everything the receipt and the audit row name.
-    # Only the wallet is locked: a move-out locks it too, first, so the account's status read
-    # here is the latest, and charge runs (which touch the account's rows) never wait on us.
-    wallet = (
-        LedgerAccount.objects.select_for_update(of=("self",))
-        .select_related("tenant_account__tenant", "tenant_account__unit__property__topup_limits")
-        .get(pk=account.wallet_id)
+    # Lock the wallet alone, then read the account in a new statement: a move-out locks the
+    # wallet first too, so once we hold it the status read here is the latest. (Columns joined
+    # into the locking statement would come from its older snapshot.) Charge runs, which only
+    # reference the account, never wait on us.
+    wallet = _lock_wallets([account.wallet_id])[account.wallet_id]
+    account = Account.objects.select_related("tenant", "unit__property__topup_limits").get(
+        pk=account.pk
     )
-    account = wallet.tenant_account
     prop = account.unit.property
     amount = to_decimal(amount)
     if currency is not None and currency != prop.currency:
@@ -518,9 +517,11 @@ def _lock_totals(keys: set[tuple[int, str]]) -> dict[tuple[int, str], ChargeTota
 
 def _books_for(accounts: Iterable[Account], kinds: set[str]) -> dict[int, dict[str, LedgerAccount]]:
     books: dict[int, dict[str, LedgerAccount]] = {}
-    for account in accounts:
+    # In a fixed order (property, then kind): batches that create the same books on first use
+    # then queue on them instead of deadlocking.
+    for account in sorted(accounts, key=lambda account: account.unit.property_id):
         prop = account.unit.property
         if prop.pk not in books:
-            needed = {REVENUE_BOOK[kind] for kind in kinds} | {Kind.TAX_PAYABLE}
+            needed = sorted({REVENUE_BOOK[kind] for kind in kinds} | {Kind.TAX_PAYABLE})
             books[prop.pk] = {kind: book_account(property=prop, kind=kind) for kind in needed}
     return books

@@ -10,10 +10,12 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from accounts import services as accounts_services
 from accounts.models import Account
 from billing import services
 from billing.models import Charge, LedgerAccount, LedgerTransaction, Receipt
@@ -216,3 +218,74 @@ def test_concurrent_reversals_of_one_topup_reverse_it_once(accounts):
     assert all("already been reversed" in str(error) for error in refused)
     assert LedgerTransaction.objects.filter(reverses=original).count() == 1
     assert _balance(account) == 0
+
+
+def test_batches_creating_two_properties_books_in_opposite_orders_do_not_deadlock(org_a):
+    """Each thread charges its own two wallets, one per property, listing the properties in
+    the order its parity says; on first use every batch also creates both properties' books."""
+    start = timezone.now()
+    for attempt in range(3):
+        # Fresh properties each time, so their books are created by the racing batches.
+        first, second = (factories.PropertyFactory(organisation=org_a) for _ in range(2))
+        pairs = [
+            [factories.AccountFactory(unit__property=prop) for prop in (first, second)]
+            for _ in range(THREADS)
+        ]
+
+        def work(n: int, pairs=pairs, attempt=attempt):
+            mine = [_fresh(account) for account in pairs[n]]
+            return services.charges_post(
+                charges=[
+                    ChargeInput(
+                        account=account,
+                        kind="energy",
+                        idempotency_key=f"opposite-{attempt}-{n}-{account.pk}",
+                        period_start=start,
+                        period_end=start + timedelta(minutes=15),
+                        quantity=Decimal(1),
+                        net=Decimal("1.00"),
+                        tax=Decimal("0.13"),
+                    )
+                    for account in (mine if n % 2 else mine[::-1])
+                ]
+            )
+
+        results = _run_together(work)
+        errors = [result for result in results if isinstance(result, Exception)]
+        assert not errors, f"attempt {attempt}: {errors}"
+    assert Charge.objects.count() == 3 * THREADS * 2
+    call_command("verify_ledger", stdout=StringIO())
+
+
+def test_a_topup_racing_a_move_out_never_leaves_money_in_a_closed_account(property_a1):
+    """Half the threads top up, half close the same accounts: whichever wins, no closed account
+    holds money. Three rounds, as one round of four races may not overlap."""
+    pairs = THREADS // 2
+    for attempt in range(3):
+        targets = [factories.AccountFactory(unit__property=property_a1) for _ in range(pairs)]
+
+        def work(n: int, targets=targets, attempt=attempt):
+            account = _fresh(targets[n % pairs])
+            if n < pairs:
+                return services.topup_record(
+                    account=account,
+                    amount=Decimal("20.00"),
+                    channel="cash",
+                    actor=None,
+                    idempotency_key=f"race-{attempt}-{n}",
+                )
+            return accounts_services.account_close(account=account, actor=None)
+
+        results = _run_together(work)
+        for n, account in enumerate(targets):
+            account.refresh_from_db()
+            topped_up, closed = results[n], results[n + pairs]
+            if account.status == Account.Status.CLOSED:
+                assert isinstance(topped_up, LedgerError), (attempt, topped_up)
+                assert "open accounts only" in str(topped_up)
+                assert _balance(account) == 0
+            else:
+                assert isinstance(closed, ValidationError), (attempt, closed)
+                assert "Settle the wallet" in str(closed)
+                assert _balance(account) == Decimal("20.00")
+    call_command("verify_ledger", stdout=StringIO())

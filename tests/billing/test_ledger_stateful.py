@@ -272,6 +272,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert not any(violations.values()), violations
 
 
+# A pass takes seconds. A failure is shrunk to a minimal sequence of steps, which hypothesis may
+# spend up to five minutes on; the timeout leaves room for that instead of cutting it off.
+@pytest.mark.timeout(420)
 def test_random_sequences_of_ledger_operations_keep_every_invariant(db):
     run_state_machine_as_test(
         LedgerMachine,
