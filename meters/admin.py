@@ -1,7 +1,15 @@
 from django.contrib import admin
 
 from accounts.admin import ReadOnlyAdmin
-from meters.models import Meter, Reading, VacantConsumption
+from meters.models import (
+    Alarm,
+    Gateway,
+    Meter,
+    MeterProfile,
+    Reading,
+    RelayCommand,
+    VacantConsumption,
+)
 
 
 @admin.register(Meter)
@@ -24,4 +32,38 @@ class ReadingAdmin(ReadOnlyAdmin):
 @admin.register(VacantConsumption)
 class VacantConsumptionAdmin(ReadOnlyAdmin):
     list_display = ["meter", "period_start", "period_end", "quantity"]
+    list_select_related = ["meter"]
+
+
+@admin.register(MeterProfile)
+class MeterProfileAdmin(ReadOnlyAdmin):
+    list_display = ["name", "organisation", "updated_at"]
+    list_filter = ["organisation"]
+
+
+@admin.register(Gateway)
+class GatewayAdmin(ReadOnlyAdmin):
+    list_display = ["name", "property", "framer", "host", "port", "serial_port", "enabled"]
+    list_filter = ["framer", "enabled", "property"]
+
+
+@admin.register(Alarm)
+class AlarmAdmin(ReadOnlyAdmin):
+    list_display = [
+        "opened_at",
+        "kind",
+        "severity",
+        "meter",
+        "message",
+        "acknowledged_at",
+        "closed_at",
+    ]
+    list_filter = ["kind", "severity", "organisation"]
+    list_select_related = ["meter"]
+
+
+@admin.register(RelayCommand)
+class RelayCommandAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "meter", "close", "state", "attempts", "reason", "last_error"]
+    list_filter = ["state", "close"]
     list_select_related = ["meter"]

@@ -5,24 +5,30 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.models import Unit
+from accounts.models import Property, Unit
 from billing.tasks import charge_meters_task
 from meters import services
-from meters.models import Meter, Reading
+from meters.alarms import alarm_acknowledge, alarm_resolve
+from meters.models import Alarm, Gateway, Meter, MeterProfile, Reading, RelayCommand
+from meters.relay import relay_command_issue
 from prepaid.api.pagination import CursorPagination
 from prepaid.api.scoped import ScopedRelatedField, ScopedViewSet
+from prepaid.scoping import Capability
 
 
 class MeterOut(serializers.ModelSerializer):
     id = serializers.UUIDField(source="uuid", read_only=True)
     unit = serializers.UUIDField(source="unit.uuid", read_only=True, allow_null=True)
     property = serializers.UUIDField(source="unit.property.uuid", read_only=True, allow_null=True)
+    gateway = serializers.UUIDField(source="gateway.uuid", read_only=True, allow_null=True)
+    profile = serializers.UUIDField(source="profile.uuid", read_only=True, allow_null=True)
 
     class Meta:
         model = Meter
         fields = [
             "id", "serial", "utility", "register_unit", "has_relay", "unit", "property",
-            "installed_at", "removed_at", "created_at", "updated_at",
+            "installed_at", "removed_at", "gateway", "modbus_unit", "profile", "online",
+            "last_seen_at", "relay_closed", "relay_confirmed_at", "created_at", "updated_at",
         ]  # fmt: skip
 
 
@@ -59,6 +65,12 @@ class MeterRemoveIn(serializers.Serializer):
     removed_at = serializers.DateTimeField(required=False)
 
 
+class MeterConnectIn(serializers.Serializer):
+    gateway = ScopedRelatedField(queryset=Gateway.objects.all(), allow_null=True)
+    modbus_unit = serializers.IntegerField(min_value=1, max_value=247, allow_null=True)
+    profile = ScopedRelatedField(queryset=MeterProfile.objects.all(), allow_null=True)
+
+
 class MeterFilter(filters.FilterSet):
     property = filters.UUIDFilter(field_name="unit__property__uuid")
     unit = filters.UUIDFilter(field_name="unit__uuid")
@@ -75,7 +87,7 @@ class MeterFilter(filters.FilterSet):
 
 
 class MeterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
-    queryset = Meter.objects.select_related("unit__property")
+    queryset = Meter.objects.select_related("unit__property", "gateway", "profile")
     serializer_class = MeterOut
     filterset_class = MeterFilter
     search_fields = ["serial"]
@@ -101,6 +113,14 @@ class MeterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
     def install(self, request, id):
         meter = services.meter_install(
             meter=self.get_object(), actor=request.user, **self.validated(MeterInstallIn)
+        )
+        return Response(MeterOut(meter).data)
+
+    @extend_schema(request=MeterConnectIn, responses=MeterOut)
+    @action(detail=True, methods=["post"])
+    def connect(self, request, id):
+        meter = services.meter_connect(
+            meter=self.get_object(), actor=request.user, **self.validated(MeterConnectIn)
         )
         return Response(MeterOut(meter).data)
 
@@ -167,10 +187,6 @@ class ReadingFilter(filters.FilterSet):
         fields = ["meter", "property", "status", "source", "since", "until"]
 
 
-class ReadingPagination(CursorPagination):
-    ordering = ("-taken_at", "-id")
-
-
 class ReadingViewSet(mixins.ListModelMixin, ScopedViewSet):
     """Meter readings, newest first, with the verdict of charging on each. POST pushes readings
     for meters that report over HTTP: all rows are stored or none, and charging starts at once."""
@@ -178,7 +194,7 @@ class ReadingViewSet(mixins.ListModelMixin, ScopedViewSet):
     queryset = Reading.objects.select_related("meter")
     serializer_class = ReadingOut
     filterset_class = ReadingFilter
-    pagination_class = ReadingPagination
+    pagination_class = CursorPagination.with_ordering(("-taken_at", "-id"))
     ordering_fields: list[str] = []
 
     @extend_schema(request=ReadingsIn, responses={201: IngestOut})
@@ -191,3 +207,232 @@ class ReadingViewSet(mixins.ListModelMixin, ScopedViewSet):
         )
         transaction.on_commit(lambda: charge_meters_task.delay(meter_ids))
         return Response(IngestOut(result).data, status=status.HTTP_201_CREATED)
+
+
+class MeterProfileOut(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    built_in = serializers.SerializerMethodField()
+
+    class Meta:
+        model = MeterProfile
+        fields = ["id", "name", "built_in", "definition", "created_at", "updated_at"]
+
+    def get_built_in(self, profile: MeterProfile) -> bool:
+        return profile.organisation_id is None
+
+
+class MeterProfileIn(serializers.Serializer):
+    """A profile's JSON as exported (GET) is what import (POST) takes."""
+
+    name = serializers.CharField(max_length=100)
+    definition = serializers.JSONField()
+
+
+class MeterProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """Meter models as data: which registers to read, how to decode them, how to switch the
+    relay. Built-in profiles are shared and read-only; owners add their own."""
+
+    queryset = MeterProfile.objects.all()
+    serializer_class = MeterProfileOut
+    write_capability = Capability.ADMINISTER
+    search_fields = ["name"]
+
+    @extend_schema(request=MeterProfileIn, responses={201: MeterProfileOut})
+    def create(self, request):
+        profile = services.meter_profile_create(
+            organisation=self.scope.organisation,
+            actor=request.user,
+            **self.validated(MeterProfileIn),
+        )
+        return Response(MeterProfileOut(profile).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=MeterProfileIn, responses=MeterProfileOut)
+    def partial_update(self, request, id):
+        profile = self.get_object()
+        services.meter_profile_update(
+            profile=profile, actor=request.user, **self.validated(MeterProfileIn, partial=True)
+        )
+        return Response(MeterProfileOut(profile).data)
+
+
+class GatewayOut(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    property = serializers.UUIDField(source="property.uuid", read_only=True)
+
+    class Meta:
+        model = Gateway
+        fields = [
+            "id",
+            "property",
+            "name",
+            "framer",
+            "host",
+            "port",
+            "serial_port",
+            "baudrate",
+            "timeout_ms",
+            "retries",
+            "gap_ms",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class GatewayIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    framer = serializers.ChoiceField(choices=Gateway.Framer.choices, default=Gateway.Framer.TCP)
+    host = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    port = serializers.IntegerField(min_value=1, max_value=65535, default=502)
+    serial_port = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    baudrate = serializers.IntegerField(min_value=300, max_value=921600, default=9600)
+    timeout_ms = serializers.IntegerField(min_value=50, max_value=60000, default=1000)
+    retries = serializers.IntegerField(min_value=0, max_value=10, default=1)
+    gap_ms = serializers.IntegerField(min_value=0, max_value=5000, default=20)
+    enabled = serializers.BooleanField(default=True)
+
+
+class GatewayCreateIn(GatewayIn):
+    property = ScopedRelatedField(queryset=Property.objects.all())
+
+
+class GatewayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    queryset = Gateway.objects.select_related("property")
+    serializer_class = GatewayOut
+    search_fields = ["name", "host"]
+
+    @extend_schema(request=GatewayCreateIn, responses={201: GatewayOut})
+    def create(self, request):
+        gateway = services.gateway_create(actor=request.user, **self.validated(GatewayCreateIn))
+        return Response(GatewayOut(gateway).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=GatewayIn, responses=GatewayOut)
+    def partial_update(self, request, id):
+        gateway = self.get_object()
+        services.gateway_update(
+            gateway=gateway, actor=request.user, **self.validated(GatewayIn, partial=True)
+        )
+        return Response(GatewayOut(gateway).data)
+
+
+class RelayCommandOut(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    meter = serializers.UUIDField(source="meter.uuid", read_only=True)
+    action = serializers.SerializerMethodField()
+    actor = serializers.CharField(source="actor.get_username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = RelayCommand
+        fields = [
+            "id",
+            "meter",
+            "action",
+            "state",
+            "reason",
+            "actor",
+            "created_at",
+            "deadline",
+            "attempts",
+            "sent_at",
+            "finished_at",
+            "last_error",
+        ]
+
+    def get_action(self, command: RelayCommand) -> str:
+        return "restore" if command.close else "cut_off"
+
+
+class RelayCommandIn(serializers.Serializer):
+    meter = ScopedRelatedField(queryset=Meter.objects.select_related("unit"))
+    action = serializers.ChoiceField(choices=[("cut_off", "Cut off"), ("restore", "Restore")])
+    reason = serializers.CharField(max_length=300)
+
+
+class RelayCommandFilter(filters.FilterSet):
+    meter = filters.UUIDFilter(field_name="meter__uuid")
+    state = filters.ChoiceFilter(choices=RelayCommand.State.choices)
+
+    class Meta:
+        model = RelayCommand
+        fields = ["meter", "state"]
+
+
+class RelayCommandViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """Cut-off and restore. A command runs at once on the commands queue; its state moves from
+    queued to sent to confirmed (read back from the meter), or failed, expired or superseded."""
+
+    queryset = RelayCommand.objects.select_related("meter", "actor")
+    serializer_class = RelayCommandOut
+    filterset_class = RelayCommandFilter
+    pagination_class = CursorPagination.with_ordering(("-created_at", "-id"))
+
+    @extend_schema(request=RelayCommandIn, responses={201: RelayCommandOut})
+    def create(self, request):
+        data = self.validated(RelayCommandIn)
+        command = relay_command_issue(
+            meter=data["meter"],
+            close=data["action"] == "restore",
+            actor=request.user,
+            reason=data["reason"],
+        )
+        return Response(RelayCommandOut(command).data, status=status.HTTP_201_CREATED)
+
+
+class AlarmOut(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    meter = serializers.UUIDField(source="meter.uuid", read_only=True, allow_null=True)
+    property = serializers.UUIDField(source="property.uuid", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Alarm
+        fields = [
+            "id",
+            "kind",
+            "severity",
+            "message",
+            "meter",
+            "property",
+            "opened_at",
+            "acknowledged_at",
+            "closed_at",
+            "notes",
+        ]
+
+
+class AlarmNoteIn(serializers.Serializer):
+    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class AlarmFilter(filters.FilterSet):
+    property = filters.UUIDFilter(field_name="property__uuid")
+    meter = filters.UUIDFilter(field_name="meter__uuid")
+    kind = filters.ChoiceFilter(choices=Alarm.Kind.choices)
+    severity = filters.ChoiceFilter(choices=Alarm.Severity.choices)
+    open = filters.BooleanFilter(field_name="closed_at", lookup_expr="isnull")
+
+    class Meta:
+        model = Alarm
+        fields = ["property", "meter", "kind", "severity", "open"]
+
+
+class AlarmViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    queryset = Alarm.objects.select_related("meter", "property")
+    serializer_class = AlarmOut
+    filterset_class = AlarmFilter
+    pagination_class = CursorPagination.with_ordering(("-opened_at", "-id"))
+
+    @extend_schema(request=AlarmNoteIn, responses=AlarmOut)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, id):
+        alarm = alarm_acknowledge(
+            alarm=self.get_object(), actor=request.user, **self.validated(AlarmNoteIn)
+        )
+        return Response(AlarmOut(alarm).data)
+
+    @extend_schema(request=AlarmNoteIn, responses=AlarmOut)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, id):
+        alarm = alarm_resolve(
+            alarm=self.get_object(), actor=request.user, **self.validated(AlarmNoteIn)
+        )
+        return Response(AlarmOut(alarm).data)

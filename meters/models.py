@@ -1,6 +1,7 @@
 import uuid
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -41,6 +42,20 @@ class Meter(models.Model):
     register_rollover = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
     # More consumption than this per hour between two readings is a fault, not usage.
     max_per_hour = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    # How it is read: a Modbus unit behind a gateway, read with a profile.
+    gateway = models.ForeignKey(
+        "Gateway", null=True, blank=True, on_delete=models.PROTECT, related_name="meters"
+    )
+    modbus_unit = models.PositiveSmallIntegerField(null=True, blank=True)
+    profile = models.ForeignKey(
+        "MeterProfile", null=True, blank=True, on_delete=models.PROTECT, related_name="meters"
+    )
+    # What polling last saw. The relay state is the confirmed one, never the desired one.
+    online = models.BooleanField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    missed_polls = models.PositiveIntegerField(default=0)
+    relay_closed = models.BooleanField(null=True, blank=True)
+    relay_confirmed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -61,6 +76,17 @@ class Meter(models.Model):
                 condition=Q(unit__isnull=True, installed_at__isnull=True)
                 | Q(unit__isnull=False, installed_at__isnull=False),
                 name="meter_installed_has_unit_and_date",
+            ),
+            models.UniqueConstraint(
+                fields=["gateway", "modbus_unit"],
+                condition=Q(gateway__isnull=False),
+                name="meter_one_per_gateway_unit",
+            ),
+            # Modbus serial addresses 1 to 247; a meter behind a gateway has one.
+            models.CheckConstraint(
+                condition=Q(gateway__isnull=True, modbus_unit__isnull=True)
+                | Q(gateway__isnull=False, modbus_unit__gte=1, modbus_unit__lte=247),
+                name="meter_modbus_unit_valid",
             ),
             models.CheckConstraint(
                 condition=Q(removed_at__isnull=True)
@@ -151,3 +177,212 @@ class VacantConsumption(models.Model):
 
     def __str__(self) -> str:
         return f"{self.meter_id} {self.quantity}"
+
+
+class MeterProfileQuerySet(models.QuerySet):
+    def for_scope(self, scope):
+        """Built-in profiles, shared by everyone, and the organisation's own."""
+        return self.filter(Q(organisation__isnull=True) | Q(organisation_id=scope.organisation_id))
+
+
+class MeterProfile(models.Model):
+    """How to read one meter model and switch its relay, as data (see
+    meters.protocols.modbus_profile). A new model needs a new profile, never new code."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Null for the built-in profiles every organisation can use.
+    organisation = models.ForeignKey(
+        "accounts.Organisation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    name = models.CharField(max_length=100)
+    definition = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = MeterProfileQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=Q(organisation__isnull=True),
+                name="profile_builtin_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["organisation", "name"],
+                condition=Q(organisation__isnull=False),
+                name="profile_name_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GatewayQuerySet(ScopedQuerySet):
+    organisation_lookup = "organisation"
+    property_lookup = "property"
+
+
+class Gateway(models.Model):
+    """A Modbus connection: a TCP gateway with many RS485 meters behind it, a meter that speaks
+    Modbus TCP itself, or a serial port on this machine."""
+
+    class Framer(models.TextChoices):
+        TCP = "tcp", "Modbus TCP"
+        RTU_OVER_TCP = "rtu_over_tcp", "RTU over TCP (transparent gateway)"
+        SERIAL = "serial", "RTU on a local serial port"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="gateways"
+    )
+    property = models.ForeignKey(
+        "accounts.Property", on_delete=models.PROTECT, related_name="gateways"
+    )
+    name = models.CharField(max_length=100)
+    framer = models.CharField(max_length=12, choices=Framer.choices, default=Framer.TCP)
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(default=502)
+    serial_port = models.CharField(max_length=100, blank=True)
+    baudrate = models.PositiveIntegerField(default=9600)
+    timeout_ms = models.PositiveIntegerField(default=1000)
+    retries = models.PositiveSmallIntegerField(default=1)
+    # RS485 is half duplex: a pause between requests lets slow buses settle.
+    gap_ms = models.PositiveIntegerField(default=20)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = GatewayQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "name"], name="gateway_name_unique"),
+            models.CheckConstraint(
+                condition=(Q(framer="serial") & ~Q(serial_port=""))
+                | (~Q(framer="serial") & ~Q(host="") & Q(port__gte=1, port__lte=65535)),
+                name="gateway_address_complete",
+            ),
+            models.CheckConstraint(condition=Q(timeout_ms__gte=50), name="gateway_timeout_sane"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlarmQuerySet(ScopedQuerySet):
+    organisation_lookup = "organisation"
+    property_lookup = "property"
+
+
+class Alarm(models.Model):
+    class Kind(models.TextChoices):
+        OFFLINE = "offline", "Meter offline"
+        COMMAND_FAILED = "command_failed", "Relay command failed"
+        ANOMALY = "anomaly", "Reading anomaly"
+        TAMPER = "tamper", "Tamper"
+        REJECTED_INPUT = "rejected_input", "Rejected input"
+
+    class Severity(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+        CRITICAL = "critical", "Critical"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="+"
+    )
+    property = models.ForeignKey(
+        "accounts.Property", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    meter = models.ForeignKey(
+        Meter, null=True, blank=True, on_delete=models.PROTECT, related_name="alarms"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.WARNING)
+    message = models.CharField(max_length=500)
+    opened_at = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+
+    objects = AlarmQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            # Raising an alarm that is already open adds nothing.
+            models.UniqueConstraint(
+                fields=["meter", "kind"],
+                condition=Q(closed_at__isnull=True, meter__isnull=False),
+                name="alarm_one_open_per_meter_kind",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organisation", "closed_at", "opened_at"], name="alarm_inbox")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.message}"
+
+
+class RelayCommandQuerySet(ScopedQuerySet):
+    organisation_lookup = "meter__organisation"
+    property_lookup = "meter__unit__property"
+
+
+class RelayCommand(models.Model):
+    """A wish for a meter's relay (or valve) to be closed or open, and how it went.
+
+    queued -> sent -> confirmed, or failed, or expired; a newer command supersedes an active
+    one, so the latest wish wins and a stale one never overrides it.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        CONFIRMED = "confirmed", "Confirmed"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+        SUPERSEDED = "superseded", "Superseded"
+
+    ACTIVE = (State.QUEUED, State.SENT)
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="relay_commands")
+    # True: close the relay (restore supply); False: open it (cut off).
+    close = models.BooleanField()
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
+    reason = models.CharField(max_length=300)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    deadline = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    objects = RelayCommandQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter"], condition=Q(state__in=["queued", "sent"]), name="relay_one_active"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{'restore' if self.close else 'cut off'} {self.meter_id} ({self.state})"

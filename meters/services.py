@@ -1,8 +1,10 @@
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -10,10 +12,11 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import Organisation, Unit
+from accounts.models import Organisation, Property, Unit
 from accounts.services import Actor
 from billing.charging import charge_meters, cursor_start
-from meters.models import Meter, Reading
+from meters.models import Gateway, Meter, MeterProfile, Reading
+from meters.protocols.modbus_profile import ProfileError, profile_from_dict
 from prepaid.audit.services import audit_record, snapshot, update_audited
 
 METER_FIELDS = ("serial", "utility", "has_relay")
@@ -278,3 +281,143 @@ def _reading_problem(row: dict[str, Any], meters: dict[str, Meter], now: datetim
         if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
             return f"{name} must be a finite number"
     return None
+
+
+def _profile_problems(definition: Any) -> list[str]:
+    try:
+        profile_from_dict(definition)
+    except ProfileError as error:
+        return list(error.problems)
+    return []
+
+
+@transaction.atomic
+def meter_profile_create(
+    *, organisation: Organisation, actor: Actor, name: str, definition: dict[str, Any]
+) -> MeterProfile:
+    """A meter model described as data; every problem in it is reported at once."""
+    problems = _profile_problems(definition)
+    if problems:
+        raise ValidationError({"definition": problems})
+    profile = MeterProfile(organisation=organisation, name=name, definition=definition)
+    profile.full_clean()
+    profile.save()
+    audit_record(
+        organisation_id=organisation.pk,
+        actor=actor,
+        action="meter_profile.create",
+        instance=profile,
+        after={"name": name, "definition": definition},
+    )
+    return profile
+
+
+@transaction.atomic
+def meter_profile_update(*, profile: MeterProfile, actor: Actor, **changes: Any) -> MeterProfile:
+    if profile.organisation_id is None:
+        raise ValidationError("Built-in profiles cannot be changed; import a copy instead.")
+    unknown = set(changes) - {"name", "definition"}
+    if unknown:
+        raise ValidationError({name: "This field cannot be changed." for name in sorted(unknown)})
+    if "definition" in changes and (problems := _profile_problems(changes["definition"])):
+        raise ValidationError({"definition": problems})
+    update_audited(
+        instance=profile,
+        changes=changes,
+        actor=actor,
+        action="meter_profile.update",
+        organisation_id=profile.organisation_id,
+    )
+    return profile
+
+
+GATEWAY_FIELDS = (
+    "name",
+    "framer",
+    "host",
+    "port",
+    "serial_port",
+    "baudrate",
+    "timeout_ms",
+    "retries",
+    "gap_ms",
+    "enabled",
+)
+
+
+@transaction.atomic
+def gateway_create(*, property: Property, actor: Actor, **fields: Any) -> Gateway:
+    unknown = set(fields) - set(GATEWAY_FIELDS)
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in sorted(unknown)})
+    gateway = Gateway(organisation_id=property.organisation_id, property=property, **fields)
+    gateway.full_clean()
+    gateway.save()
+    audit_record(
+        organisation_id=property.organisation_id,
+        property_id=property.pk,
+        actor=actor,
+        action="gateway.create",
+        instance=gateway,
+        after=snapshot(gateway, GATEWAY_FIELDS),
+    )
+    return gateway
+
+
+@transaction.atomic
+def gateway_update(*, gateway: Gateway, actor: Actor, **changes: Any) -> Gateway:
+    unknown = set(changes) - set(GATEWAY_FIELDS)
+    if unknown:
+        raise ValidationError({name: "This field cannot be changed." for name in sorted(unknown)})
+    update_audited(
+        instance=gateway,
+        changes=changes,
+        actor=actor,
+        action="gateway.update",
+        organisation_id=gateway.organisation_id,
+        property_id=gateway.property_id,
+    )
+    return gateway
+
+
+@transaction.atomic
+def meter_connect(
+    *,
+    meter: Meter,
+    actor: Actor,
+    gateway: Gateway | None,
+    modbus_unit: int | None,
+    profile: MeterProfile | None,
+) -> Meter:
+    """How a meter is read: its gateway and Modbus unit id, and its profile (or none of them,
+    for meters that report over MQTT or HTTP)."""
+    if gateway is not None and gateway.organisation_id != meter.organisation_id:
+        raise ValidationError({"gateway": "The gateway belongs to another organisation."})
+    if (gateway is None) != (modbus_unit is None):
+        raise ValidationError({"modbus_unit": "A gateway and a unit id go together."})
+    update_audited(
+        instance=meter,
+        changes={"gateway": gateway, "modbus_unit": modbus_unit, "profile": profile},
+        actor=actor,
+        action="meter.connect",
+        organisation_id=meter.organisation_id,
+        property_id=meter.unit.property_id if meter.unit_id else None,
+    )
+    return meter
+
+
+BUILTIN_PROFILES = Path(__file__).resolve().parent / "profiles"
+
+
+def builtin_profiles_sync(*, model: type[MeterProfile] = MeterProfile) -> int:
+    """Create or refresh the shipped profiles (meters/profiles/*.json), shared by everyone.
+
+    `model` lets the data migration pass its historical model.
+    """
+    paths = sorted(BUILTIN_PROFILES.glob("*.json"))
+    for path in paths:
+        definition = json.loads(path.read_text())
+        model.objects.update_or_create(
+            organisation=None, name=definition["name"], defaults={"definition": definition}
+        )
+    return len(paths)

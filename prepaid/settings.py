@@ -212,7 +212,10 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Queues are named for their work so each can get its own workers.
-CELERY_TASK_ROUTES = {"billing.tasks.*": {"queue": "billing"}}
+CELERY_TASK_ROUTES = {
+    "billing.tasks.*": {"queue": "billing"},
+    "meters.tasks.execute_relay_command": {"queue": "commands"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 

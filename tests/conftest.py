@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from accounts import services
+from meters.services import builtin_profiles_sync
 from prepaid.scoping import Role
 from tests import factories
 
@@ -96,6 +97,13 @@ def accountant_a(org_a, property_a1, property_a2):
 @pytest.fixture
 def owner_b(org_b, property_b1):
     return _staff("owner-b", org_b, Role.OWNER)
+
+
+@pytest.fixture
+def builtin_profiles(db):
+    """The shipped meter profiles. A migration loads them, but transactional tests empty every
+    table, so tests that need them ask for them."""
+    builtin_profiles_sync()
 
 
 @pytest.fixture

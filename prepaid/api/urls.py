@@ -2,7 +2,14 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api import AccountViewSet, PropertyViewSet, TenantViewSet, UnitViewSet
 from billing.api import ChargeViewSet, LedgerTransactionViewSet, TopupViewSet
-from meters.api import MeterViewSet, ReadingViewSet
+from meters.api import (
+    AlarmViewSet,
+    GatewayViewSet,
+    MeterProfileViewSet,
+    MeterViewSet,
+    ReadingViewSet,
+    RelayCommandViewSet,
+)
 from prepaid.audit.api import AuditLogViewSet
 from tariffs.api import TariffViewSet
 
@@ -18,5 +25,9 @@ router.register("topups", TopupViewSet, basename="topup")
 router.register("charges", ChargeViewSet, basename="charge")
 router.register("tariffs", TariffViewSet, basename="tariff")
 router.register("readings", ReadingViewSet, basename="reading")
+router.register("meter-profiles", MeterProfileViewSet, basename="meter-profile")
+router.register("gateways", GatewayViewSet, basename="gateway")
+router.register("relay-commands", RelayCommandViewSet, basename="relay-command")
+router.register("alarms", AlarmViewSet, basename="alarm")
 
 urlpatterns = router.urls

@@ -4,18 +4,24 @@ The matrix is built from the router, so a new endpoint is covered the moment it 
 it needs an entry in OBJECT_MAKERS, or `test_every_endpoint_is_in_the_matrix` fails.
 """
 
+import json
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
+import meters
 from accounts import services
 from billing import services as billing
+from meters.alarms import alarm_raise
 from meters.models import Reading
+from meters.relay import relay_command_issue
+from meters.services import gateway_create, meter_profile_create
 from prepaid.api.urls import router
 from prepaid.audit.models import AuditLog
 from tariffs.services import tariff_create
@@ -76,6 +82,30 @@ def _reading(prop):
     )
 
 
+def _profile(prop):
+    definition = json.loads((Path(meters.__file__).parent / "profiles" / "sdm120.json").read_text())
+    return meter_profile_create(
+        organisation=prop.organisation,
+        actor=None,
+        name=f"Copy {uuid.uuid4()}",
+        definition=definition,
+    )
+
+
+def _gateway(prop):
+    return gateway_create(property=prop, actor=None, name=f"GW {uuid.uuid4()}", host="10.0.0.1")
+
+
+def _relay_command(prop):
+    meter = factories.MeterFactory(unit__property=prop, has_relay=True)
+    return relay_command_issue(meter=meter, close=False, actor=None, reason="matrix")
+
+
+def _alarm(prop):
+    meter = factories.MeterFactory(unit__property=prop)
+    return alarm_raise(meter=meter, kind="offline", message="matrix")
+
+
 # How to make one object of each endpoint's model that belongs to a given property.
 OBJECT_MAKERS = {
     "property": lambda prop: prop,
@@ -89,7 +119,13 @@ OBJECT_MAKERS = {
     "charge": _charge,
     "tariff": _tariff,
     "reading": _reading,
+    "meter-profile": _profile,
+    "gateway": _gateway,
+    "relay-command": _relay_command,
+    "alarm": _alarm,
 }
+# Organisation-wide configuration: every staff member of the organisation sees it.
+ORGANISATION_WIDE = {"meter-profile"}
 # Readings have no public id of their own; a list row names its meter.
 ROW_IDENTITY = {"reading": ("meter", lambda reading: str(reading.meter.uuid))}
 
@@ -101,6 +137,9 @@ WRITES = {
     ("install", "post"): {},
     ("remove", "post"): {"reason": "faulty"},
     ("reverse", "post"): {"reason": "x"},
+    ("connect", "post"): {"modbus_unit": 1},
+    ("acknowledge", "post"): {"note": "seen"},
+    ("resolve", "post"): {"note": "fixed"},
     ("versions", "post"): {
         "effective_from": "2030-01-01T00:00:00Z",
         "kind": "flat",
@@ -158,6 +197,15 @@ VISIBLE = {
 }
 
 
+ORGANISATION_OF = {"owner_a": "a", "manager_a1": "a", "accountant_a": "a", "owner_b": "b"}
+
+
+def _visible(basename, username, key):
+    if basename in ORGANISATION_WIDE:
+        return key.startswith(ORGANISATION_OF[username])
+    return key in VISIBLE[username]
+
+
 @pytest.mark.parametrize("basename", ENDPOINTS)
 def test_each_role_sees_exactly_its_properties_objects(basename, world, api):
     objects = {key: OBJECT_MAKERS[basename](prop) for key, prop in world["properties"].items()}
@@ -168,7 +216,7 @@ def test_each_role_sees_exactly_its_properties_objects(basename, world, api):
         field, identity = ROW_IDENTITY.get(basename, ("id", lambda obj: str(obj.uuid)))
         listed_ids = {row[field] for row in listed.json()["results"]}
         for key, obj in objects.items():
-            expected_visible = key in VISIBLE[username]
+            expected_visible = _visible(basename, username, key)
             assert (identity(obj) in listed_ids) is expected_visible, (username, key)
             if _has_detail(basename):
                 detail = api.get(reverse(f"{basename}-detail", args=[obj.uuid]))
@@ -182,7 +230,7 @@ def test_writes_to_objects_outside_the_scope_are_not_found(basename, world, api)
     for username, user in world["users"].items():
         api.force_authenticate(user)
         for key, obj in objects.items():
-            if key in VISIBLE[username]:
+            if _visible(basename, username, key):
                 continue
             for action, method, url in writes:
                 body = WRITES[(action, method)]

@@ -1,0 +1,213 @@
+"""Relay and valve commands: a state machine in the database, driven by the `commands` queue.
+
+The latest wish for a meter wins. Issuing a command supersedes any active one (a restore issued
+after a cut-off replaces it), issuing the same wish again returns the active command, and a
+stale command can never override a newer one because only the active command may be executed.
+A worker claims a command, switches the relay, reads it back, and records the result: confirmed,
+or retried with backoff until the deadline, then failed with an alarm.
+"""
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.services import Actor
+from meters.alarms import alarm_clear, alarm_raise
+from meters.models import Alarm, Meter, RelayCommand
+from meters.protocols.modbus_io import (
+    Connection,
+    MeterRefused,
+    MeterUnreachable,
+    make_client,
+    switch_relay,
+)
+from meters.protocols.modbus_profile import ProfileError, profile_from_dict
+from meters.tasks import execute_relay_command
+from prepaid.audit.services import audit_record
+
+DEFAULT_DEADLINE = timedelta(minutes=10)
+FIRST_RETRY = timedelta(seconds=2)
+LONGEST_RETRY = timedelta(minutes=2)
+
+State = RelayCommand.State
+
+
+@transaction.atomic
+def relay_command_issue(
+    *,
+    meter: Meter,
+    close: bool,
+    actor: Actor,
+    reason: str,
+    deadline: datetime | None = None,
+) -> RelayCommand:
+    """Ask for a meter's relay to be closed (restore) or opened (cut off), now."""
+    if not reason.strip():
+        raise ValidationError({"reason": "Give a reason for switching the supply."})
+    meter = (
+        Meter.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("unit")
+        .get(pk=meter.pk)
+    )
+    if not meter.has_relay:
+        raise ValidationError("This meter has no relay or valve to switch.")
+    active = RelayCommand.objects.filter(meter=meter, state__in=RelayCommand.ACTIVE).first()
+    if active is not None and active.close == close:
+        return active
+    now = timezone.now()
+    if active is not None:
+        active.state, active.finished_at = State.SUPERSEDED, now
+        active.save(update_fields=["state", "finished_at"])
+    command = RelayCommand.objects.create(
+        meter=meter,
+        close=close,
+        reason=reason[:300],
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        created_at=now,
+        deadline=deadline or now + DEFAULT_DEADLINE,
+    )
+    if active is not None:
+        RelayCommand.objects.filter(pk=active.pk).update(superseded_by=command)
+    audit_record(
+        organisation_id=meter.organisation_id,
+        property_id=meter.unit.property_id if meter.unit_id else None,
+        actor=actor,
+        action="relay.restore" if close else "relay.cut_off",
+        instance=meter,
+        after={"command": str(command.uuid), "close": close},
+        reason=reason,
+    )
+    transaction.on_commit(lambda: execute_relay_command.delay(command.pk))
+    return command
+
+
+@transaction.atomic
+def relay_command_claim(*, command_id: int) -> RelayCommand | None:
+    """Take an active command to execute now; None when there is nothing to do (it finished,
+    was superseded, waits for its next attempt, or just expired)."""
+    command = (
+        RelayCommand.objects.select_for_update(of=("self",))
+        .select_related("meter__unit")
+        .get(pk=command_id)
+    )
+    now = timezone.now()
+    if command.state not in RelayCommand.ACTIVE:
+        return None
+    if now >= command.deadline:
+        _finish(command, State.EXPIRED, "the deadline passed before the relay confirmed")
+        return None
+    if command.next_attempt_at and command.next_attempt_at > now:
+        return None
+    command.state, command.sent_at = State.SENT, now
+    command.attempts += 1
+    command.save(update_fields=["state", "sent_at", "attempts"])
+    return command
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the worker saw: the relay's state read back, or why it could not tell."""
+
+    observed_closed: bool | None
+    error: str = ""
+
+
+@transaction.atomic
+def relay_command_record(*, command_id: int, outcome: Outcome) -> RelayCommand:
+    """Confirm, schedule a retry with backoff, or fail the command with an alarm."""
+    command = (
+        RelayCommand.objects.select_for_update(of=("self",))
+        .select_related("meter__unit")
+        .get(pk=command_id)
+    )
+    if command.state != State.SENT:
+        # Superseded while the worker was talking to the meter: the newer command decides.
+        return command
+    now = timezone.now()
+    if outcome.observed_closed is not None:
+        Meter.objects.filter(pk=command.meter_id).update(
+            relay_closed=outcome.observed_closed, relay_confirmed_at=now
+        )
+    if outcome.observed_closed is command.close:
+        command.state, command.finished_at, command.last_error = State.CONFIRMED, now, ""
+        command.save(update_fields=["state", "finished_at", "last_error"])
+        alarm_clear(
+            meter=command.meter, kind=Alarm.Kind.COMMAND_FAILED, note="a later command confirmed"
+        )
+        return command
+    error = outcome.error or "the relay did not change state"
+    retry_at = now + min(FIRST_RETRY * 2 ** (command.attempts - 1), LONGEST_RETRY)
+    if retry_at >= command.deadline:
+        _finish(command, State.FAILED, error)
+        return command
+    command.state, command.next_attempt_at, command.last_error = State.QUEUED, retry_at, error[:300]
+    command.save(update_fields=["state", "next_attempt_at", "last_error"])
+    return command
+
+
+def _finish(command: RelayCommand, state: str, error: str) -> None:
+    command.state, command.finished_at, command.last_error = state, timezone.now(), error[:300]
+    command.save(update_fields=["state", "finished_at", "last_error"])
+    action = "restore supply to" if command.close else "cut off"
+    alarm_raise(
+        meter=command.meter,
+        kind=Alarm.Kind.COMMAND_FAILED,
+        severity=Alarm.Severity.CRITICAL,
+        message=f"Could not {action} meter {command.meter.serial} after {command.attempts} "
+        f"attempt(s): {error}",
+    )
+
+
+def relay_command_execute(*, command_id: int) -> str:
+    """Claim the command, switch the relay over Modbus, read it back, record what happened,
+    and schedule the next attempt when it has to be retried. Returns the command's state."""
+    try:
+        command = relay_command_claim(command_id=command_id)
+    except RelayCommand.DoesNotExist:
+        return "missing"
+    if command is None:
+        return RelayCommand.objects.get(pk=command_id).state
+    meter = Meter.objects.select_related("gateway", "profile").get(pk=command.meter_id)
+    outcome = asyncio.run(_switch(meter, close=command.close))
+    command = relay_command_record(command_id=command_id, outcome=outcome)
+    if command.state == State.QUEUED and command.next_attempt_at:
+        delay = max((command.next_attempt_at - timezone.now()).total_seconds(), 0)
+        execute_relay_command.apply_async((command_id,), countdown=delay)
+    return command.state
+
+
+async def _switch(meter: Meter, *, close: bool) -> Outcome:
+    if meter.gateway is None or meter.profile is None or meter.modbus_unit is None:
+        return Outcome(None, "the meter has no Modbus gateway, unit id or profile")
+    try:
+        profile = profile_from_dict(meter.profile.definition)
+    except ProfileError as error:
+        return Outcome(None, f"the meter's profile is invalid: {error}")
+    gateway = meter.gateway
+    client = make_client(
+        Connection(
+            framer=gateway.framer,
+            host=gateway.host,
+            port=gateway.port,
+            serial_port=gateway.serial_port,
+            baudrate=gateway.baudrate,
+            timeout_ms=gateway.timeout_ms,
+            retries=gateway.retries,
+            gap_ms=gateway.gap_ms,
+        )
+    )
+    try:
+        if not await client.connect():
+            return Outcome(None, f"cannot connect to {gateway}")
+        observed = await switch_relay(
+            client, profile, meter.modbus_unit, closed=close, gap_ms=gateway.gap_ms
+        )
+    except (MeterUnreachable, MeterRefused) as error:
+        return Outcome(None, str(error))
+    finally:
+        client.close()
+    return Outcome(observed)

@@ -1,0 +1,131 @@
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from meters.models import Alarm, RelayCommand
+from meters.relay import Outcome, relay_command_claim, relay_command_issue, relay_command_record
+from prepaid.audit.models import AuditLog
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def meter(property_a1):
+    return factories.MeterFactory(unit__property=property_a1, has_relay=True)
+
+
+def issue(meter, close, **kwargs):
+    return relay_command_issue(meter=meter, close=close, actor=None, reason="test", **kwargs)
+
+
+def test_a_cut_off_is_queued_audited_and_sent_to_the_commands_queue(
+    meter, owner_a, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        command = relay_command_issue(meter=meter, close=False, actor=owner_a, reason="arrears")
+    assert (command.state, command.close) == ("queued", False)
+    assert len(callbacks) == 1
+    row = AuditLog.objects.get(action="relay.cut_off")
+    assert (row.actor, row.reason) == (owner_a, "arrears")
+
+
+def test_the_same_wish_twice_is_one_command(meter):
+    assert issue(meter, False) == issue(meter, False)
+    assert RelayCommand.objects.count() == 1
+
+
+def test_a_restore_after_a_cut_off_supersedes_it(meter):
+    cut = issue(meter, False)
+    restore = issue(meter, True)
+    cut.refresh_from_db()
+    assert (cut.state, cut.superseded_by) == ("superseded", restore)
+    assert relay_command_claim(command_id=cut.pk) is None
+    assert relay_command_claim(command_id=restore.pk).state == "sent"
+
+
+def test_a_stale_result_never_overrides_a_newer_command(meter):
+    cut = issue(meter, False)
+    relay_command_claim(command_id=cut.pk)
+    restore = issue(meter, True)
+    relay_command_record(command_id=cut.pk, outcome=Outcome(observed_closed=False))
+    cut.refresh_from_db()
+    assert cut.state == "superseded"
+    assert RelayCommand.objects.get(pk=restore.pk).state == "queued"
+
+
+def test_a_confirmed_read_back_finishes_the_command_and_stores_the_relay_state(meter):
+    command = issue(meter, False)
+    relay_command_claim(command_id=command.pk)
+    relay_command_record(command_id=command.pk, outcome=Outcome(observed_closed=False))
+    command.refresh_from_db()
+    meter.refresh_from_db()
+    assert command.state == "confirmed"
+    assert (meter.relay_closed, meter.relay_confirmed_at is not None) == (False, True)
+
+
+def test_no_answer_retries_with_growing_backoff(meter):
+    command = issue(meter, False)
+    waits = []
+    for _ in range(3):
+        claimed = relay_command_claim(command_id=command.pk)
+        assert claimed is not None
+        relay_command_record(command_id=command.pk, outcome=Outcome(None, "timeout"))
+        command.refresh_from_db()
+        assert (command.state, command.last_error) == ("queued", "timeout")
+        waits.append(command.next_attempt_at - timezone.now())
+        assert relay_command_claim(command_id=command.pk) is None
+        RelayCommand.objects.filter(pk=command.pk).update(next_attempt_at=timezone.now())
+    assert waits[0] < waits[1] < waits[2]
+
+
+def test_a_command_that_never_confirms_fails_at_its_deadline_with_an_alarm(meter):
+    command = issue(meter, True, deadline=timezone.now() + timedelta(seconds=3))
+    relay_command_claim(command_id=command.pk)
+    relay_command_record(command_id=command.pk, outcome=Outcome(observed_closed=False))
+    command.refresh_from_db()
+    assert command.state == "queued"
+    relay_command_claim_after_wait = RelayCommand.objects.filter(pk=command.pk)
+    relay_command_claim_after_wait.update(next_attempt_at=timezone.now())
+    relay_command_claim(command_id=command.pk)
+    relay_command_record(command_id=command.pk, outcome=Outcome(observed_closed=False))
+    command.refresh_from_db()
+    assert command.state == "failed"
+    alarm = Alarm.objects.get(meter=meter, kind="command_failed", closed_at__isnull=True)
+    assert "Could not restore supply" in alarm.message
+
+
+def test_an_expired_command_is_not_sent(meter):
+    command = issue(meter, False, deadline=timezone.now() - timedelta(seconds=1))
+    assert relay_command_claim(command_id=command.pk) is None
+    command.refresh_from_db()
+    assert command.state == "expired"
+    assert Alarm.objects.filter(meter=meter, kind="command_failed").exists()
+
+
+def test_a_later_confirmation_clears_the_failure_alarm(meter):
+    failed = issue(meter, False, deadline=timezone.now() - timedelta(seconds=1))
+    relay_command_claim(command_id=failed.pk)
+    command = issue(meter, False)
+    relay_command_claim(command_id=command.pk)
+    relay_command_record(command_id=command.pk, outcome=Outcome(observed_closed=False))
+    assert not Alarm.objects.filter(
+        meter=meter, kind="command_failed", closed_at__isnull=True
+    ).exists()
+
+
+def test_meters_without_a_relay_cannot_be_switched(property_a1):
+    plain = factories.MeterFactory(unit__property=property_a1, has_relay=False)
+    with pytest.raises(ValidationError, match="no relay"):
+        issue(plain, False)
+
+
+def test_the_database_allows_one_active_command_per_meter(meter):
+    issue(meter, False)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RelayCommand.objects.create(
+            meter=meter, close=True, reason="x", deadline=timezone.now() + timedelta(minutes=1)
+        )
