@@ -25,7 +25,7 @@ class PropertyOut(serializers.ModelSerializer):
         model = Property
         fields = [
             "id", "name", "code", "time_zone", "currency", "country", "address",
-            "created_at", "updated_at",
+            "poll_interval_minutes", "created_at", "updated_at",
         ]  # fmt: skip
 
 
@@ -36,6 +36,7 @@ class PropertyIn(serializers.Serializer):
     currency = serializers.CharField(validators=[validate_currency_code])
     country = serializers.CharField(validators=[validate_country_code])
     address = serializers.CharField(required=False, allow_blank=True)
+    poll_interval_minutes = serializers.IntegerField(min_value=1, max_value=60, default=15)
 
 
 class PropertyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):

@@ -4,7 +4,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 
@@ -69,6 +69,10 @@ class Property(models.Model):
     # Public holidays come from this country's calendar (the `holidays` library).
     country = models.CharField(max_length=2, validators=[validate_country_code])
     address = models.TextField(blank=True)
+    # How often its Modbus meters are read.
+    poll_interval_minutes = models.PositiveSmallIntegerField(
+        default=15, validators=[MinValueValidator(1), MaxValueValidator(60)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

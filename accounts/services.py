@@ -21,7 +21,15 @@ from prepaid.scoping import Role
 
 Actor = AbstractBaseUser | None
 
-PROPERTY_FIELDS = ("name", "code", "time_zone", "currency", "country", "address")
+PROPERTY_FIELDS = (
+    "name",
+    "code",
+    "time_zone",
+    "currency",
+    "country",
+    "address",
+    "poll_interval_minutes",
+)
 UNIT_FIELDS = ("name", "kind", "floor")
 TENANT_FIELDS = ("name", "phone", "email", "preferred_language")
 ACCOUNT_FIELDS = ("tenant", "unit", "mode", "status", "opened_at", "closed_at", "protected")

@@ -6,6 +6,7 @@ from meters.models import (
     Gateway,
     Meter,
     MeterProfile,
+    MeterRejection,
     Reading,
     RelayCommand,
     VacantConsumption,
@@ -66,4 +67,10 @@ class AlarmAdmin(ReadOnlyAdmin):
 class RelayCommandAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "meter", "close", "state", "attempts", "reason", "last_error"]
     list_filter = ["state", "close"]
+    list_select_related = ["meter"]
+
+
+@admin.register(MeterRejection)
+class MeterRejectionAdmin(ReadOnlyAdmin):
+    list_display = ["meter", "reason", "count", "first_at", "last_at"]
     list_select_related = ["meter"]

@@ -252,6 +252,8 @@ class Gateway(models.Model):
     # RS485 is half duplex: a pause between requests lets slow buses settle.
     gap_ms = models.PositiveIntegerField(default=20)
     enabled = models.BooleanField(default=True)
+    # When a poll of its meters was last handed to a worker.
+    last_polled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -386,3 +388,22 @@ class RelayCommand(models.Model):
 
     def __str__(self) -> str:
         return f"{'restore' if self.close else 'cut off'} {self.meter_id} ({self.state})"
+
+
+class MeterRejection(models.Model):
+    """How often a meter sent something unusable, per reason: the rejected input staff see."""
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="rejections")
+    reason = models.CharField(max_length=200)
+    count = models.PositiveIntegerField(default=0)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "reason"], name="meter_rejection_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id}: {self.reason} x{self.count}"

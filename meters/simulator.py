@@ -329,6 +329,33 @@ class _GatewayServer(ModbusTcpServer):
         return self.transport.sockets[0].getsockname()[1]
 
 
+def write_state_file(path: Path, registers: Mapping[str, SavedMeter]) -> None:
+    """Write registers and relay states keyed "gateway:unit" to a temporary file, then rename it
+    over the old one, so a crash mid-write never leaves a torn file behind. The demo writes one
+    too, so the simulated meters carry on from the demo's history."""
+    entries = {
+        key: {"energy_kwh": str(energy), "relay_closed": closed}
+        for key, (energy, closed) in registers.items()
+    }
+    document = {
+        "version": STATE_VERSION,
+        "profile": PROFILE,
+        "saved_at": datetime.now(UTC).isoformat(),
+        "meters": entries,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(document, stream, indent=1, sort_keys=True)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 class MeterSimulator:
     """Gateways of simulated meters, all served from one asyncio loop.
 
@@ -421,29 +448,7 @@ class MeterSimulator:
         registers = dict(self._other_state)
         for (gateway, unit), meter in self._meters.items():
             registers[f"{gateway}:{unit}"] = (meter.energy_kwh, meter.relay_closed)
-        entries = {
-            key: {"energy_kwh": str(energy), "relay_closed": closed}
-            for key, (energy, closed) in registers.items()
-        }
-        document = {
-            "version": STATE_VERSION,
-            "profile": PROFILE,
-            "saved_at": datetime.now(UTC).isoformat(),
-            "meters": entries,
-        }
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            dir=self.state_file.parent, prefix=f".{self.state_file.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(handle, "w") as stream:
-                json.dump(document, stream, indent=1, sort_keys=True)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, self.state_file)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_state_file(self.state_file, registers)
 
     def _exists(self, address: MeterAddress) -> bool:
         gateway, unit = address

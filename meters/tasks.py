@@ -5,7 +5,27 @@ from celery import shared_task
 def execute_relay_command(command_id: int) -> str:
     """Switch a relay now and confirm it; retries reschedule this task. Safe to run twice: a
     command that is no longer active, or waits for a later attempt, is left alone."""
-    # Imported here because the relay service enqueues this task and so imports this module.
+    # Services that enqueue tasks import this module, so tasks import services when they run.
     from meters.relay import relay_command_execute
 
     return relay_command_execute(command_id=command_id)
+
+
+@shared_task(acks_late=True, time_limit=300, soft_time_limit=270)
+def poll_due_gateways() -> int:
+    """Every minute: hand each gateway that is due to a poll worker, in shards."""
+    from meters.polling import gateways_due_claim
+
+    shards = gateways_due_claim()
+    for shard in shards:
+        poll_gateways_task.delay(shard)
+    return len(shards)
+
+
+@shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
+def poll_gateways_task(gateway_ids: list[int]) -> dict:
+    """Read every meter behind these gateways once and store what they said."""
+    from meters.polling import poll_gateways
+
+    run = poll_gateways(gateway_ids=gateway_ids)
+    return {"meters": run.meters, "answered": run.answered, "readings": run.readings}

@@ -20,7 +20,9 @@ from billing.charging import charge_new_readings, standing_charges_post
 from billing.services import topup_record
 from meters import services as meters
 from meters.load_profile import register_series
-from meters.models import Meter, Reading
+from meters.models import Gateway, Meter, MeterProfile, Reading
+from meters.services import builtin_profiles_sync
+from meters.simulator import write_state_file
 from prepaid.scoping import Role
 from tariffs.services import tariff_create
 
@@ -35,6 +37,8 @@ PROPERTIES = [
         "currency": "CNY",
         "country": "CN",
         "address": "88 Binjiang Avenue, Pudong, Shanghai",
+        # Read each minute, so the demo's live readings move while you watch.
+        "poll_interval_minutes": 1,
         "units": 24,
         "vacant": 2,
         "language": "zh-hans",
@@ -48,6 +52,7 @@ PROPERTIES = [
         "currency": "KES",
         "country": "KE",
         "address": "14 Argwings Kodhek Road, Kilimani, Nairobi",
+        "poll_interval_minutes": 1,
         "units": 16,
         "vacant": 2,
         "language": "en",
@@ -100,6 +105,7 @@ def demo_seed() -> Organisation:
         organisation = accounts.organisation_create(name="Demo Property Management", slug=DEMO_SLUG)
     properties = {spec["code"]: _seed_property(organisation, spec) for spec in PROPERTIES}
     _seed_tariffs(properties, since=timezone.now() - timedelta(days=90))
+    _seed_gateways(properties)
     _seed_staff(organisation, properties)
     _seed_tenant_login(organisation)
     _seed_superuser()
@@ -303,3 +309,57 @@ def _simulate_topups(start, days: int) -> int:
                 )
                 made += result.created
     return made
+
+
+# `make run` starts `manage.py simulate_meters` with these gateways on these ports: the demo's
+# meters are its meters, polled every minute.
+SIMULATOR_GATEWAYS = {"RSG": 1, "KLC": 2}
+SIMULATOR_BASE_PORT = 15020
+SIMULATOR_STATE = "simulator-state.json"
+
+
+def _seed_gateways(properties: dict[str, Property]) -> None:
+    builtin_profiles_sync()
+    profile = MeterProfile.objects.get(organisation__isnull=True, name="prepaid_sim_relay")
+    for code, number in SIMULATOR_GATEWAYS.items():
+        prop = properties[code]
+        gateway = Gateway.objects.filter(property=prop, name=f"{code} simulator").first()
+        if gateway is None:
+            gateway = meters.gateway_create(
+                property=prop,
+                actor=None,
+                name=f"{code} simulator",
+                host="127.0.0.1",
+                port=SIMULATOR_BASE_PORT + number - 1,
+                timeout_ms=500,
+            )
+        for unit_id, meter in enumerate(_demo_meters(prop), start=1):
+            if meter.gateway_id is None:
+                meters.meter_connect(
+                    meter=meter, actor=None, gateway=gateway, modbus_unit=unit_id, profile=profile
+                )
+
+
+def _demo_meters(prop: Property) -> list[Meter]:
+    return list(
+        Meter.objects.filter(unit__property=prop, removed_at__isnull=True)
+        .select_related("unit")
+        .order_by("unit__name")
+    )
+
+
+def demo_simulator_state(path) -> int:
+    """Start the simulated meters where the demo's history ends, so their registers carry on
+    instead of running backwards. Leaves an existing state file (a running demo's) alone."""
+    if path.exists():
+        return 0
+    registers = {}
+    for code, number in SIMULATOR_GATEWAYS.items():
+        for meter in Meter.objects.filter(
+            organisation__slug=DEMO_SLUG, unit__property__code=code, gateway__isnull=False
+        ):
+            last = meter.readings.order_by("-taken_at").first()
+            if last is not None:
+                registers[f"{number}:{meter.modbus_unit}"] = (last.register, True)
+    write_state_file(path, registers)
+    return len(registers)

@@ -1,4 +1,6 @@
+import json
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 import time_machine
@@ -53,7 +55,10 @@ def test_if_empty_leaves_a_database_with_other_data_alone(org_a, capsys):
 
 
 @time_machine.travel(datetime(2026, 11, 20, 10, 7, tzinfo=UTC), tick=False)
-def test_a_simulated_demo_week_leaves_the_ledger_consistent_and_reruns_change_nothing(capsys):
+def test_a_simulated_demo_week_leaves_the_ledger_consistent_and_reruns_change_nothing(
+    capsys, settings, tmp_path
+):
+    settings.VAR_DIR = tmp_path
     call_command("seed_demo")
     call_command("simulate_demo", "--days", "7")
     charged = Reading.objects.filter(status="accepted").count()
@@ -65,3 +70,15 @@ def test_a_simulated_demo_week_leaves_the_ledger_consistent_and_reruns_change_no
     assert LedgerTransaction.objects.count() == transactions
     call_command("verify_ledger")
     assert "The ledger is consistent." in capsys.readouterr().out
+
+
+def test_the_simulated_meters_carry_on_from_the_demo_history(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    call_command("seed_demo")
+    call_command("simulate_demo", "--days", "1")
+    state = json.loads((tmp_path / "simulator-state.json").read_text())["meters"]
+    assert len(state) == 40
+    meter = Meter.objects.get(serial="RSG-E-101")
+    last = meter.readings.order_by("-taken_at").first()
+    assert (meter.gateway.port, meter.modbus_unit) == (15020, 1)
+    assert Decimal(state["1:1"]["energy_kwh"]) == last.register
