@@ -4,14 +4,20 @@ import sys
 
 from bench.harness import setup_django
 
-BENCHMARKS = ["charging", "topups"]
+BENCHMARKS = ["charging", "topups", "polling", "poller-memory", "command-latency"]
 
 
 def main(names: list[str]) -> None:
     setup_django()
-    from bench import money
+    from bench import modbus, money
 
-    available = {"charging": money.bench_charging, "topups": money.bench_topups}
+    available = {
+        "charging": money.bench_charging,
+        "topups": money.bench_topups,
+        "polling": modbus.bench_polling,
+        "poller-memory": modbus.bench_poller_memory,
+        "command-latency": modbus.bench_command_latency,
+    }
     for name in names or BENCHMARKS:
         available[name]().report()
 

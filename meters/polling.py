@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -190,6 +190,7 @@ def _record(results: list[MeterResult], run: PollRun) -> None:
     meters = Meter.objects.select_related("unit").in_bulk([result.meter_id for result in results])
     readings: list[Reading] = []
     rejections: Counter[tuple[int, str]] = Counter()
+    relay_read: set[int] = set()
     for result in results:
         meter = meters[result.meter_id]
         if result.taken_at is None:
@@ -214,7 +215,8 @@ def _record(results: list[MeterResult], run: PollRun) -> None:
                 rejections[(meter.pk, f"{quantity}: {value}"[:200])] += 1
         relay = result.values.get(Quantity.relay_state)
         if isinstance(relay, bool):
-            meter.relay_closed, meter.relay_confirmed_at = relay, result.taken_at
+            meter.relay_closed = relay
+            relay_read.add(meter.pk)
         register, problem = _register(result.values)
         if register is None:
             rejections[(meter.pk, problem[:200])] += 1
@@ -234,16 +236,32 @@ def _record(results: list[MeterResult], run: PollRun) -> None:
             )
         )
     Reading.objects.bulk_create(readings, ignore_conflicts=True, batch_size=5000)
-    Meter.objects.bulk_update(
-        list(meters.values()),
-        ["online", "missed_polls", "last_seen_at", "relay_closed", "relay_confirmed_at"],
-        batch_size=2000,
-    )
+    _save_meter_states(meters.values(), relay_read, now)
     _count_rejections(rejections, now)
     run.readings, run.rejected = len(readings), sum(rejections.values())
     charged = sorted({reading.meter_id for reading in readings})
     if charged:
         transaction.on_commit(lambda: charge_meters_task.delay(charged))
+
+
+def _save_meter_states(meters, relay_read: set[int], now: datetime) -> None:
+    """One UPDATE per distinct state rather than a CASE per meter: a poll leaves most meters
+    in one of a handful of states, and last seen is the poll's end (each reading keeps its
+    own moment)."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for meter in meters:
+        answered = meter.missed_polls == 0
+        relay_known = meter.pk in relay_read
+        groups[
+            (meter.online, meter.missed_polls, answered, relay_known, meter.relay_closed)
+        ].append(meter.pk)
+    for (online, missed, answered, relay_known, relay_closed), ids in groups.items():
+        changes = {"online": online, "missed_polls": missed}
+        if answered:
+            changes["last_seen_at"] = now
+        if relay_known:
+            changes.update(relay_closed=relay_closed, relay_confirmed_at=now)
+        Meter.objects.filter(pk__in=ids).update(**changes)
 
 
 def _count_rejections(rejections: Counter[tuple[int, str]], now: datetime) -> None:
