@@ -25,7 +25,7 @@ class PropertyOut(serializers.ModelSerializer):
         model = Property
         fields = [
             "id", "name", "code", "time_zone", "currency", "country", "address",
-            "poll_interval_minutes", "created_at", "updated_at",
+            "poll_interval_minutes", "offline_after_missed_polls", "created_at", "updated_at",
         ]  # fmt: skip
 
 
@@ -37,6 +37,7 @@ class PropertyIn(serializers.Serializer):
     country = serializers.CharField(validators=[validate_country_code])
     address = serializers.CharField(required=False, allow_blank=True)
     poll_interval_minutes = serializers.IntegerField(min_value=1, max_value=60, default=15)
+    offline_after_missed_polls = serializers.IntegerField(min_value=1, max_value=100, default=3)
 
 
 class PropertyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):

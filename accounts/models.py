@@ -73,6 +73,10 @@ class Property(models.Model):
     poll_interval_minutes = models.PositiveSmallIntegerField(
         default=15, validators=[MinValueValidator(1), MaxValueValidator(60)]
     )
+    # Missed polls in a row before a meter is called offline and an alarm opens.
+    offline_after_missed_polls = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -29,6 +29,7 @@ PROPERTY_FIELDS = (
     "country",
     "address",
     "poll_interval_minutes",
+    "offline_after_missed_polls",
 )
 UNIT_FIELDS = ("name", "kind", "floor")
 TENANT_FIELDS = ("name", "phone", "email", "preferred_language")

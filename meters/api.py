@@ -9,11 +9,25 @@ from accounts.models import Property, Unit
 from billing.tasks import charge_meters_task
 from meters import services
 from meters.alarms import alarm_acknowledge, alarm_resolve
-from meters.models import Alarm, Gateway, Meter, MeterProfile, Reading, RelayCommand
+from meters.models import (
+    Alarm,
+    Gateway,
+    Meter,
+    MeterProfile,
+    MeterRejection,
+    Reading,
+    RelayCommand,
+)
 from meters.relay import relay_command_issue
 from prepaid.api.pagination import CursorPagination
 from prepaid.api.scoped import ScopedRelatedField, ScopedViewSet
 from prepaid.scoping import Capability
+
+
+class MeterRejectionOut(serializers.ModelSerializer):
+    class Meta:
+        model = MeterRejection
+        fields = ["reason", "count", "first_at", "last_at"]
 
 
 class MeterOut(serializers.ModelSerializer):
@@ -22,13 +36,16 @@ class MeterOut(serializers.ModelSerializer):
     property = serializers.UUIDField(source="unit.property.uuid", read_only=True, allow_null=True)
     gateway = serializers.UUIDField(source="gateway.uuid", read_only=True, allow_null=True)
     profile = serializers.UUIDField(source="profile.uuid", read_only=True, allow_null=True)
+    # What the meter sent that could not be used, counted per reason.
+    rejections = MeterRejectionOut(many=True, read_only=True)
 
     class Meta:
         model = Meter
         fields = [
             "id", "serial", "utility", "register_unit", "has_relay", "unit", "property",
             "installed_at", "removed_at", "gateway", "modbus_unit", "profile", "online",
-            "last_seen_at", "relay_closed", "relay_confirmed_at", "created_at", "updated_at",
+            "last_seen_at", "relay_closed", "relay_confirmed_at", "rejections", "created_at",
+            "updated_at",
         ]  # fmt: skip
 
 
@@ -87,7 +104,9 @@ class MeterFilter(filters.FilterSet):
 
 
 class MeterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
-    queryset = Meter.objects.select_related("unit__property", "gateway", "profile")
+    queryset = Meter.objects.select_related(
+        "unit__property", "gateway", "profile"
+    ).prefetch_related("rejections")
     serializer_class = MeterOut
     filterset_class = MeterFilter
     search_fields = ["serial"]

@@ -38,8 +38,6 @@ from meters.protocols.modbus_profile import (
     profile_from_dict,
 )
 
-# Missed polls in a row before a meter is called offline and an alarm opens.
-OFFLINE_AFTER_MISSED = 3
 MAX_GATEWAYS_AT_ONCE = 200
 REGISTER_QUANTITIES = (Quantity.import_energy, Quantity.total_energy, Quantity.water_volume)
 REGISTER_PLACES = Decimal("0.000001")
@@ -187,7 +185,9 @@ def _measurement(values: dict, quantity: Quantity, scale: float = 1) -> float | 
 @transaction.atomic
 def _record(results: list[MeterResult], run: PollRun) -> None:
     now = timezone.now()
-    meters = Meter.objects.select_related("unit").in_bulk([result.meter_id for result in results])
+    meters = Meter.objects.select_related("unit__property").in_bulk(
+        [result.meter_id for result in results]
+    )
     readings: list[Reading] = []
     rejections: Counter[tuple[int, str]] = Counter()
     relay_read: set[int] = set()
@@ -195,7 +195,8 @@ def _record(results: list[MeterResult], run: PollRun) -> None:
         meter = meters[result.meter_id]
         if result.taken_at is None:
             meter.missed_polls += 1
-            if meter.missed_polls >= OFFLINE_AFTER_MISSED and meter.online is not False:
+            limit = meter.unit.property.offline_after_missed_polls
+            if meter.missed_polls >= limit and meter.online is not False:
                 meter.online = False
                 alarm_raise(
                     meter=meter,

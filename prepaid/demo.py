@@ -113,7 +113,7 @@ def demo_seed() -> Organisation:
 
 
 def _seed_property(organisation: Organisation, spec: dict) -> Property:
-    fields = {key: spec[key] for key in accounts.PROPERTY_FIELDS}
+    fields = {key: spec[key] for key in accounts.PROPERTY_FIELDS if key in spec}
     prop = Property.objects.filter(organisation=organisation, code=spec["code"]).first()
     if prop is None:
         prop = accounts.property_create(organisation=organisation, actor=None, **fields)

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from meters.models import Alarm, MeterProfile, MeterRejection, Reading
-from meters.polling import OFFLINE_AFTER_MISSED, poll_gateways
+from meters.polling import poll_gateways
 from meters.services import gateway_create, meter_connect
 from meters.simulator import Faults, MeterSimulator
 from tests import factories
@@ -75,15 +75,23 @@ def test_a_dead_meter_does_not_stall_its_neighbours(fleet):
     assert run.seconds < 2.5
 
 
-def test_missed_polls_raise_an_offline_alarm_which_closes_when_it_answers(fleet, simulator):
+def test_missed_polls_raise_an_offline_alarm_which_closes_when_it_answers(
+    fleet, simulator, property_a1
+):
+    from accounts.services import property_update
+
+    property_update(property=property_a1, actor=None, offline_after_missed_polls=2)
     gateway, meters = fleet
-    for _ in range(OFFLINE_AFTER_MISSED):
+    poll_gateways(gateway_ids=[gateway.pk])
+    meters[3].refresh_from_db()
+    assert (meters[3].online, meters[3].missed_polls) == (None, 1)
+    for _ in range(2):
         poll_gateways(gateway_ids=[gateway.pk])
     dead = meters[3]
     dead.refresh_from_db()
-    assert (dead.online, dead.missed_polls) == (False, OFFLINE_AFTER_MISSED)
+    assert (dead.online, dead.missed_polls) == (False, 3)
     alarm = Alarm.objects.get(meter=dead, kind="offline", closed_at__isnull=True)
-    assert "No answer for 3 polls" in alarm.message
+    assert "No answer for 2 polls" in alarm.message
     revived = simulator.meter(1, 3)
     revived.faults = dataclasses.replace(revived.faults, dead=False)
     poll_gateways(gateway_ids=[gateway.pk])
@@ -142,3 +150,14 @@ def test_polling_tasks_go_to_the_poll_queue():
 
     for task in (poll_due_gateways, poll_gateways_task):
         assert app.amqp.router.route({}, task.name)["queue"].name == "poll"
+
+
+def test_staff_see_a_meters_rejected_input_counted_by_reason(fleet, owner_a, api_as):
+    from django.urls import reverse
+
+    gateway, meters = fleet
+    poll_gateways(gateway_ids=[gateway.pk])
+    shown = api_as(owner_a).get(reverse("meter-detail", args=[meters[5].uuid])).json()
+    [rejection] = shown["rejections"]
+    assert rejection["count"] == 1
+    assert "exception" in rejection["reason"]
