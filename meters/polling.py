@@ -116,18 +116,7 @@ async def _poll_gateway(
     gateway: Gateway, targets: list[_Target], limit: asyncio.Semaphore
 ) -> list[MeterResult]:
     async with limit:
-        client = make_client(
-            Connection(
-                framer=gateway.framer,
-                host=gateway.host,
-                port=gateway.port,
-                serial_port=gateway.serial_port,
-                baudrate=gateway.baudrate,
-                timeout_ms=gateway.timeout_ms,
-                retries=gateway.retries,
-                gap_ms=gateway.gap_ms,
-            )
-        )
+        client = make_client(Connection.of(gateway))
         try:
             if not await client.connect():
                 return [

@@ -188,18 +188,7 @@ async def _switch(meter: Meter, *, close: bool) -> Outcome:
     except ProfileError as error:
         return Outcome(None, f"the meter's profile is invalid: {error}")
     gateway = meter.gateway
-    client = make_client(
-        Connection(
-            framer=gateway.framer,
-            host=gateway.host,
-            port=gateway.port,
-            serial_port=gateway.serial_port,
-            baudrate=gateway.baudrate,
-            timeout_ms=gateway.timeout_ms,
-            retries=gateway.retries,
-            gap_ms=gateway.gap_ms,
-        )
-    )
+    client = make_client(Connection.of(gateway))
     try:
         if not await client.connect():
             return Outcome(None, f"cannot connect to {gateway}")

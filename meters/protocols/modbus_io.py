@@ -49,6 +49,11 @@ class Connection:
     retries: int = 1
     gap_ms: int = 20
 
+    @classmethod
+    def of(cls, gateway) -> Connection:
+        """The connection settings of a gateway (any object with these attributes)."""
+        return cls(**{name: getattr(gateway, name) for name in cls.__dataclass_fields__})
+
 
 def make_client(connection: Connection):
     timeout = connection.timeout_ms / 1000
