@@ -184,7 +184,7 @@ def _raw_charge(cursor, meter_ids: list[int]) -> None:
                 "INSERT INTO billing_ledgertransaction (uuid, organisation_id, property_id, kind, "
                 "currency, idempotency_key, fingerprint, effective_at, created_at, memo) VALUES "
                 "(%s, %s, %s, 'charge', 'CNY', %s, '', %s, now(), '') RETURNING id",
-                [uuid.uuid4(), organisation_id, prop_id, f"raw:{meter_id}", last[meter_id][0]],
+                [uuid.uuid4(), organisation_id, prop_id, f"raw-charge:{meter_id}", last[meter_id][0]],
             )
             txn = cursor.fetchone()[0]
             cursor.executemany(
@@ -204,7 +204,7 @@ def _raw_charge(cursor, meter_ids: list[int]) -> None:
                     uuid.uuid4(),
                     account_id,
                     meter_id,
-                    f"raw:{meter_id}",
+                    f"raw-charge:{meter_id}",
                     first[meter_id][0],
                     last[meter_id][0],
                     quantity,
@@ -279,7 +279,7 @@ def bench_topups() -> Result:
     def raw_client(worker: int) -> None:
         try:
             for n in range(worker, TOPUPS, CLIENTS):
-                _raw_topup(raw_prop, wallets[n % len(wallets)], cash, amounts[n], f"raw:{n}")
+                _raw_topup(raw_prop, wallets[n % len(wallets)], cash, amounts[n], f"raw-topup:{n}")
         finally:
             connection.close()
 

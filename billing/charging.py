@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_right
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -22,12 +22,14 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Account, Property
 from accounts.selectors import holiday_calendar
 from billing.models import Charge, ChargeCursor, TierUsage
 from billing.services import ChargeInput, charges_post
 from meters.models import Meter, Reading, VacantConsumption
+from meters.rejections import meter_rejections_count
 from tariffs import pricing
 from tariffs.models import Tariff
 from tariffs.selectors import tariff_schedule
@@ -119,13 +121,15 @@ def charge_meters(*, meter_ids: Sequence[int], skip_locked: bool = True) -> Char
 
     verdicts: dict[str, list[int]] = defaultdict(list)
     rejections: list[tuple[int, str]] = []
+    rejection_counts: Counter[tuple[int, str]] = Counter()
     spans: dict[int, _Span] = {}
     for meter_id, rows in readings.items():
         span, accepted, rejected, late = _classify(meters[meter_id], cursors[meter_id], rows)
         spans[meter_id] = span
         verdicts[Reading.Status.ACCEPTED] += accepted
         verdicts[Reading.Status.LATE] += late
-        rejections += rejected
+        rejections += [(reading_id, category + detail) for reading_id, category, detail in rejected]
+        rejection_counts.update((meter_id, category) for _, category, _ in rejected)
     run.accepted = len(verdicts[Reading.Status.ACCEPTED])
     run.late = len(verdicts[Reading.Status.LATE])
     run.rejected = len(rejections)
@@ -155,6 +159,7 @@ def charge_meters(*, meter_ids: Sequence[int], skip_locked: bool = True) -> Char
     VacantConsumption.objects.bulk_create(vacant, ignore_conflicts=True)
     for status, ids in verdicts.items():
         Reading.objects.filter(id__in=ids).update(status=status)
+    meter_rejections_count(counts=rejection_counts, now=timezone.now())
     if rejections:
         rows = [
             Reading(id=reading_id, status=Reading.Status.REJECTED, reason=reason)
@@ -171,7 +176,7 @@ def _classify(meter: Meter, cursor: ChargeCursor, rows: list[tuple]):
     """Walk a meter's new readings in time order against its last accepted reading."""
     span = _Span()
     accepted: list[int] = []
-    rejected: list[tuple[int, str]] = []
+    rejected: list[tuple[int, str, str]] = []
     late: list[int] = []
     consumed = Decimal(0)
     if cursor.taken_at is not None:
@@ -183,7 +188,7 @@ def _classify(meter: Meter, cursor: ChargeCursor, rows: list[tuple]):
             or taken_at < meter.installed_at
             or (meter.removed_at is not None and taken_at > meter.removed_at)
         ):
-            rejected.append((reading_id, "taken while the meter was not installed"))
+            rejected.append((reading_id, "taken while the meter was not installed", ""))
             continue
         if cursor.taken_at is None:
             # The first reading is the baseline consumption is measured from.
@@ -199,7 +204,11 @@ def _classify(meter: Meter, cursor: ChargeCursor, rows: list[tuple]):
             wrap = meter.register_rollover
             if wrap is None or cursor.register >= wrap:
                 rejected.append(
-                    (reading_id, f"register went backwards from {cursor.register} to {register}")
+                    (
+                        reading_id,
+                        "register went backwards",
+                        f" from {cursor.register} to {register}",
+                    )
                 )
                 continue
             delta = wrap - cursor.register + register
@@ -208,7 +217,8 @@ def _classify(meter: Meter, cursor: ChargeCursor, rows: list[tuple]):
             rejected.append(
                 (
                     reading_id,
-                    f"implausible jump of {delta} in {hours:.2f} h (limit {limit} per hour)",
+                    "implausible jump",
+                    f" of {delta} in {hours:.2f} h (limit {limit} per hour)",
                 )
             )
             continue

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from billing.tasks import charge_meters_task
 from meters.alarms import alarm_clear, alarm_raise
-from meters.models import Alarm, Gateway, Meter, MeterRejection, Reading
+from meters.models import Alarm, Gateway, Meter, Reading
 from meters.protocols.modbus_io import (
     Connection,
     MeterRefused,
@@ -37,6 +37,7 @@ from meters.protocols.modbus_profile import (
     Quantity,
     profile_from_dict,
 )
+from meters.rejections import meter_rejections_count
 
 MAX_GATEWAYS_AT_ONCE = 200
 REGISTER_QUANTITIES = (Quantity.import_energy, Quantity.total_energy, Quantity.water_volume)
@@ -184,6 +185,7 @@ def _record(results: list[MeterResult], run: PollRun) -> None:
         meter = meters[result.meter_id]
         if result.taken_at is None:
             meter.missed_polls += 1
+            rejections[(meter.pk, f"no answer: {result.error}"[:200])] += 1
             limit = meter.unit.property.offline_after_missed_polls
             if meter.missed_polls >= limit and meter.online is not False:
                 meter.online = False
@@ -227,7 +229,7 @@ def _record(results: list[MeterResult], run: PollRun) -> None:
         )
     Reading.objects.bulk_create(readings, ignore_conflicts=True, batch_size=5000)
     _save_meter_states(meters.values(), relay_read, now)
-    _count_rejections(rejections, now)
+    meter_rejections_count(counts=rejections, now=now)
     run.readings, run.rejected = len(readings), sum(rejections.values())
     charged = sorted({reading.meter_id for reading in readings})
     if charged:
@@ -252,31 +254,6 @@ def _save_meter_states(meters, relay_read: set[int], now: datetime) -> None:
         if relay_known:
             changes.update(relay_closed=relay_closed, relay_confirmed_at=now)
         Meter.objects.filter(pk__in=ids).update(**changes)
-
-
-def _count_rejections(rejections: Counter[tuple[int, str]], now: datetime) -> None:
-    if not rejections:
-        return
-    known = {
-        (row.meter_id, row.reason): row
-        for row in MeterRejection.objects.filter(
-            meter_id__in={meter_id for meter_id, _ in rejections}
-        )
-    }
-    rows = []
-    for (meter_id, reason), count in rejections.items():
-        row = known.get((meter_id, reason)) or MeterRejection(
-            meter_id=meter_id, reason=reason, count=0, first_at=now
-        )
-        row.count += count
-        row.last_at = now
-        rows.append(row)
-    MeterRejection.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["meter", "reason"],
-        update_fields=["count", "last_at"],
-    )
 
 
 GATEWAYS_PER_TASK = 50

@@ -350,3 +350,13 @@ def test_charging_in_any_chunking_posts_the_same_total(property_a1, rate, minute
         read(chunked, *readings[start : start + batch])
         charge_meters(meter_ids=[chunked.pk])
     assert balance(chunked_account) == balance(whole_account)
+
+
+def test_anomalies_are_counted_per_meter_and_kind_for_staff(occupied):
+    from meters.models import MeterRejection
+
+    meter, _ = occupied
+    read(meter, (hours(0), 100), (hours(1), 90), (hours(2), 80), (hours(3), 9000))
+    charge_new_readings()
+    counts = dict(MeterRejection.objects.filter(meter=meter).values_list("reason", "count"))
+    assert counts == {"register went backwards": 2, "implausible jump": 1}

@@ -92,6 +92,8 @@ def test_missed_polls_raise_an_offline_alarm_which_closes_when_it_answers(
     assert (dead.online, dead.missed_polls) == (False, 3)
     alarm = Alarm.objects.get(meter=dead, kind="offline", closed_at__isnull=True)
     assert "No answer for 2 polls" in alarm.message
+    [missed] = MeterRejection.objects.filter(meter=dead)
+    assert (missed.count, missed.reason.startswith("no answer")) == (3, True)
     revived = simulator.meter(1, 3)
     revived.faults = dataclasses.replace(revived.faults, dead=False)
     poll_gateways(gateway_ids=[gateway.pk])
