@@ -184,7 +184,13 @@ def _raw_charge(cursor, meter_ids: list[int]) -> None:
                 "INSERT INTO billing_ledgertransaction (uuid, organisation_id, property_id, kind, "
                 "currency, idempotency_key, fingerprint, effective_at, created_at, memo) VALUES "
                 "(%s, %s, %s, 'charge', 'CNY', %s, '', %s, now(), '') RETURNING id",
-                [uuid.uuid4(), organisation_id, prop_id, f"raw-charge:{meter_id}", last[meter_id][0]],
+                [
+                    uuid.uuid4(),
+                    organisation_id,
+                    prop_id,
+                    f"raw-charge:{meter_id}",
+                    last[meter_id][0],
+                ],
             )
             txn = cursor.fetchone()[0]
             cursor.executemany(
