@@ -60,11 +60,6 @@ class Scope:
     def can(self, capability: Capability) -> bool:
         return capability in ROLE_CAPABILITIES[self.role]
 
-    def covers_property(self, property_id: int | None) -> bool:
-        if self.property_ids is None:
-            return True
-        return property_id is not None and property_id in self.property_ids
-
 
 class ScopedQuerySet(models.QuerySet):
     """A queryset that knows how its rows belong to an organisation and a property."""
