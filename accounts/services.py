@@ -16,7 +16,13 @@ from django.utils import timezone
 from accounts.models import Account, Membership, Organisation, Property, Tenant, Unit
 from billing.models import LedgerAccount
 from billing.services import wallet_create
-from prepaid.audit.services import audit_record, snapshot, update_audited
+from prepaid.audit.services import (
+    audit_record,
+    create_audited,
+    only_fields,
+    snapshot,
+    update_audited,
+)
 from prepaid.scoping import Role
 
 Actor = AbstractBaseUser | None
@@ -34,29 +40,6 @@ PROPERTY_FIELDS = (
 UNIT_FIELDS = ("name", "kind", "floor")
 TENANT_FIELDS = ("name", "phone", "email", "preferred_language")
 ACCOUNT_FIELDS = ("tenant", "unit", "mode", "status", "opened_at", "closed_at", "protected")
-
-
-def _only(changes: dict[str, Any], allowed: Iterable[str]) -> dict[str, Any]:
-    unknown = set(changes) - set(allowed)
-    if unknown:
-        raise ValidationError({name: "This field cannot be changed." for name in sorted(unknown)})
-    return changes
-
-
-def _create_audited(
-    instance, *, actor: Actor, action: str, fields, organisation_id: int, property_id=None
-):
-    instance.full_clean()
-    instance.save()
-    audit_record(
-        organisation_id=organisation_id,
-        property_id=property_id,
-        actor=actor,
-        action=action,
-        instance=instance,
-        after=snapshot(instance, fields),
-    )
-    return instance
 
 
 @transaction.atomic
@@ -77,9 +60,9 @@ def organisation_create(*, name: str, slug: str, actor: Actor = None) -> Organis
 
 @transaction.atomic
 def property_create(*, organisation: Organisation, actor: Actor, **fields: Any) -> Property:
-    _only(fields, PROPERTY_FIELDS)
+    only_fields(fields, PROPERTY_FIELDS)
     prop = Property(organisation=organisation, **fields)
-    return _create_audited(
+    return create_audited(
         prop,
         actor=actor,
         action="property.create",
@@ -90,7 +73,7 @@ def property_create(*, organisation: Organisation, actor: Actor, **fields: Any) 
 
 @transaction.atomic
 def property_update(*, property: Property, actor: Actor, **changes: Any) -> Property:
-    _only(changes, PROPERTY_FIELDS)
+    only_fields(changes, PROPERTY_FIELDS)
     currency_changes = "currency" in changes and changes["currency"] != property.currency
     if currency_changes and property.ledger_accounts.exists():
         raise ValidationError({"currency": "The currency cannot change once money is held."})
@@ -107,9 +90,9 @@ def property_update(*, property: Property, actor: Actor, **changes: Any) -> Prop
 
 @transaction.atomic
 def unit_create(*, property: Property, actor: Actor, **fields: Any) -> Unit:
-    _only(fields, UNIT_FIELDS)
+    only_fields(fields, UNIT_FIELDS)
     unit = Unit(property=property, **fields)
-    return _create_audited(
+    return create_audited(
         unit,
         actor=actor,
         action="unit.create",
@@ -121,7 +104,7 @@ def unit_create(*, property: Property, actor: Actor, **fields: Any) -> Unit:
 
 @transaction.atomic
 def unit_update(*, unit: Unit, actor: Actor, **changes: Any) -> Unit:
-    _only(changes, UNIT_FIELDS)
+    only_fields(changes, UNIT_FIELDS)
     update_audited(
         instance=unit,
         changes=changes,
@@ -135,9 +118,9 @@ def unit_update(*, unit: Unit, actor: Actor, **changes: Any) -> Unit:
 
 @transaction.atomic
 def tenant_create(*, organisation: Organisation, actor: Actor, **fields: Any) -> Tenant:
-    _only(fields, (*TENANT_FIELDS, "user"))
+    only_fields(fields, (*TENANT_FIELDS, "user"))
     tenant = Tenant(organisation=organisation, **fields)
-    return _create_audited(
+    return create_audited(
         tenant,
         actor=actor,
         action="tenant.create",
@@ -148,7 +131,7 @@ def tenant_create(*, organisation: Organisation, actor: Actor, **fields: Any) ->
 
 @transaction.atomic
 def tenant_update(*, tenant: Tenant, actor: Actor, **changes: Any) -> Tenant:
-    _only(changes, TENANT_FIELDS)
+    only_fields(changes, TENANT_FIELDS)
     update_audited(
         instance=tenant,
         changes=changes,
@@ -185,7 +168,7 @@ def account_open(
         protected=protected,
         wallet=wallet_create(property=prop),
     )
-    return _create_audited(
+    return create_audited(
         account,
         actor=actor,
         action="account.open",

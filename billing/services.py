@@ -28,7 +28,7 @@ from billing.models import (
     Receipt,
     TopupLimits,
 )
-from prepaid.audit.services import audit_record
+from prepaid.audit.services import acting_user, audit_record
 from prepaid.money import is_whole_minor_units, quantize, to_decimal
 
 Kind = LedgerAccount.Kind
@@ -187,7 +187,7 @@ def _post_locked(
         fingerprint=fingerprint,
         reverses=reverses,
         effective_at=effective_at or timezone.now(),
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=acting_user(actor),
         memo=memo[:300],
     )
     Posting.objects.bulk_create(

@@ -280,22 +280,7 @@ class GatewayOut(serializers.ModelSerializer):
 
     class Meta:
         model = Gateway
-        fields = [
-            "id",
-            "property",
-            "name",
-            "framer",
-            "host",
-            "port",
-            "serial_port",
-            "baudrate",
-            "timeout_ms",
-            "retries",
-            "gap_ms",
-            "enabled",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", "property", *services.GATEWAY_FIELDS, "created_at", "updated_at"]
 
 
 class GatewayIn(serializers.Serializer):

@@ -27,7 +27,7 @@ from meters.protocols.modbus_io import (
 )
 from meters.protocols.modbus_profile import ProfileError, profile_from_dict
 from meters.tasks import execute_relay_command
-from prepaid.audit.services import audit_record
+from prepaid.audit.services import acting_user, audit_record
 
 DEFAULT_DEADLINE = timedelta(minutes=10)
 FIRST_RETRY = timedelta(seconds=2)
@@ -66,7 +66,7 @@ def relay_command_issue(
         meter=meter,
         close=close,
         reason=reason[:300],
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=acting_user(actor),
         created_at=now,
         deadline=deadline or now + DEFAULT_DEADLINE,
     )

@@ -17,7 +17,12 @@ from accounts.services import Actor
 from billing.charging import charge_meters, cursor_start
 from meters.models import Gateway, Meter, MeterProfile, Reading
 from meters.protocols.modbus_profile import ProfileError, profile_from_dict
-from prepaid.audit.services import audit_record, snapshot, update_audited
+from prepaid.audit.services import (
+    audit_record,
+    create_audited,
+    only_fields,
+    update_audited,
+)
 
 METER_FIELDS = ("serial", "utility", "has_relay")
 
@@ -39,24 +44,19 @@ def meter_register(
         _check_same_organisation(meter, unit)
         meter.unit = unit
         meter.installed_at = installed_at or timezone.now()
-    meter.full_clean()
-    meter.save()
-    audit_record(
-        organisation_id=organisation.pk,
-        property_id=unit.property_id if unit else None,
+    return create_audited(
+        meter,
         actor=actor,
         action="meter.register",
-        instance=meter,
-        after=snapshot(meter, (*METER_FIELDS, "unit", "installed_at")),
+        fields=(*METER_FIELDS, "unit", "installed_at"),
+        organisation_id=organisation.pk,
+        property_id=unit.property_id if unit else None,
     )
-    return meter
 
 
 @transaction.atomic
 def meter_update(*, meter: Meter, actor: Actor, **changes: Any) -> Meter:
-    unknown = set(changes) - set(METER_FIELDS)
-    if unknown:
-        raise ValidationError({name: "This field cannot be changed." for name in sorted(unknown)})
+    only_fields(changes, METER_FIELDS)
     update_audited(
         instance=meter,
         changes=changes,
@@ -299,26 +299,20 @@ def meter_profile_create(
     problems = _profile_problems(definition)
     if problems:
         raise ValidationError({"definition": problems})
-    profile = MeterProfile(organisation=organisation, name=name, definition=definition)
-    profile.full_clean()
-    profile.save()
-    audit_record(
-        organisation_id=organisation.pk,
+    return create_audited(
+        MeterProfile(organisation=organisation, name=name, definition=definition),
         actor=actor,
         action="meter_profile.create",
-        instance=profile,
-        after={"name": name, "definition": definition},
+        fields=("name", "definition"),
+        organisation_id=organisation.pk,
     )
-    return profile
 
 
 @transaction.atomic
 def meter_profile_update(*, profile: MeterProfile, actor: Actor, **changes: Any) -> MeterProfile:
     if profile.organisation_id is None:
         raise ValidationError("Built-in profiles cannot be changed; import a copy instead.")
-    unknown = set(changes) - {"name", "definition"}
-    if unknown:
-        raise ValidationError({name: "This field cannot be changed." for name in sorted(unknown)})
+    only_fields(changes, {"name", "definition"})
     if "definition" in changes and (problems := _profile_problems(changes["definition"])):
         raise ValidationError({"definition": problems})
     update_audited(
@@ -347,28 +341,20 @@ GATEWAY_FIELDS = (
 
 @transaction.atomic
 def gateway_create(*, property: Property, actor: Actor, **fields: Any) -> Gateway:
-    unknown = set(fields) - set(GATEWAY_FIELDS)
-    if unknown:
-        raise ValidationError({name: "Unknown field." for name in sorted(unknown)})
-    gateway = Gateway(organisation_id=property.organisation_id, property=property, **fields)
-    gateway.full_clean()
-    gateway.save()
-    audit_record(
-        organisation_id=property.organisation_id,
-        property_id=property.pk,
+    only_fields(fields, GATEWAY_FIELDS, "Unknown field.")
+    return create_audited(
+        Gateway(organisation_id=property.organisation_id, property=property, **fields),
         actor=actor,
         action="gateway.create",
-        instance=gateway,
-        after=snapshot(gateway, GATEWAY_FIELDS),
+        fields=GATEWAY_FIELDS,
+        organisation_id=property.organisation_id,
+        property_id=property.pk,
     )
-    return gateway
 
 
 @transaction.atomic
 def gateway_update(*, gateway: Gateway, actor: Actor, **changes: Any) -> Gateway:
-    unknown = set(changes) - set(GATEWAY_FIELDS)
-    if unknown:
-        raise ValidationError({name: "This field cannot be changed." for name in sorted(unknown)})
+    only_fields(changes, GATEWAY_FIELDS)
     update_audited(
         instance=gateway,
         changes=changes,

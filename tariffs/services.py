@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from accounts.models import Property
 from accounts.services import Actor
-from prepaid.audit.services import audit_record
+from prepaid.audit.services import acting_user, audit_record, create_audited, only_fields
 from tariffs.models import Tariff, TariffVersion
 from tariffs.stored import pricing_version
 
@@ -30,16 +30,13 @@ def tariff_create(
 ) -> Tariff:
     """A property's tariff for a utility, with its first version (which may start in the past,
     before any consumption is charged)."""
-    tariff = Tariff(property=property, utility=utility, name=name)
-    tariff.full_clean()
-    tariff.save()
-    audit_record(
-        organisation_id=property.organisation_id,
-        property_id=property.pk,
+    tariff = create_audited(
+        Tariff(property=property, utility=utility, name=name),
         actor=actor,
         action="tariff.create",
-        instance=tariff,
-        after={"name": name, "utility": utility},
+        fields=("name", "utility"),
+        organisation_id=property.organisation_id,
+        property_id=property.pk,
     )
     _version_add(tariff=tariff, actor=actor, allow_past=True, **version)
     return tariff
@@ -55,9 +52,7 @@ def tariff_version_add(*, tariff: Tariff, actor: Actor, **version: Any) -> Tarif
 def _version_add(
     *, tariff: Tariff, actor: Actor, allow_past: bool, effective_from: datetime, **fields: Any
 ) -> TariffVersion:
-    unknown = set(fields) - set(VERSION_FIELDS)
-    if unknown:
-        raise ValidationError({name: "Unknown tariff field." for name in sorted(unknown)})
+    only_fields(fields, VERSION_FIELDS, "Unknown tariff field.")
     if not allow_past and effective_from < timezone.now() - PAST_TOLERANCE:
         raise ValidationError({"effective_from": "A new version cannot start in the past."})
     Tariff.objects.select_for_update().filter(pk=tariff.pk).get()
@@ -65,7 +60,7 @@ def _version_add(
         raise ValidationError({"effective_from": "A version already starts at that moment."})
     pricing_version(effective_from=effective_from, **fields)
     version = TariffVersion.objects.create(
-        tariff=tariff, effective_from=effective_from, created_by=_user(actor), **fields
+        tariff=tariff, effective_from=effective_from, created_by=acting_user(actor), **fields
     )
     audit_record(
         organisation_id=tariff.property.organisation_id,
@@ -76,10 +71,6 @@ def _version_add(
         after={"effective_from": effective_from.isoformat(), **_jsonable(fields)},
     )
     return version
-
-
-def _user(actor: Actor):
-    return actor if actor is not None and actor.is_authenticated else None
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:

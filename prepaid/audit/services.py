@@ -1,6 +1,7 @@
 from collections.abc import Iterable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
@@ -26,6 +27,21 @@ def snapshot(instance: models.Model, fields: Iterable[str]) -> dict[str, Any]:
     return values
 
 
+def acting_user(actor):
+    """The user to record as acting: None for the system or an anonymous caller."""
+    return actor if actor is not None and actor.is_authenticated else None
+
+
+def only_fields(
+    values: dict[str, Any], allowed: Iterable[str], message: str = "This field cannot be changed."
+) -> dict[str, Any]:
+    """Refuse, field by field, anything a service does not let its caller set."""
+    unknown = set(values) - set(allowed)
+    if unknown:
+        raise ValidationError({name: message for name in sorted(unknown)})
+    return values
+
+
 def _needs_encoding(value: Any) -> bool:
     return value is not None and not isinstance(value, str | int | float | bool | list | dict)
 
@@ -48,7 +64,7 @@ def audit_record(
     return AuditLog.objects.create(
         organisation_id=organisation_id,
         property_id=property_id,
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=acting_user(actor),
         action=action,
         object_type=instance._meta.label_lower,
         object_id=str(getattr(instance, "uuid", instance.pk)),
@@ -57,6 +73,30 @@ def audit_record(
         after=after,
         reason=reason,
     )
+
+
+def create_audited(
+    instance: models.Model,
+    *,
+    actor,
+    action: str,
+    fields: Iterable[str],
+    organisation_id: int,
+    property_id: int | None = None,
+):
+    """Validate and save a new object, and audit it with the named fields. Call it inside the
+    service's transaction."""
+    instance.full_clean()
+    instance.save()
+    audit_record(
+        organisation_id=organisation_id,
+        property_id=property_id,
+        actor=actor,
+        action=action,
+        instance=instance,
+        after=snapshot(instance, fields),
+    )
+    return instance
 
 
 def update_audited(
