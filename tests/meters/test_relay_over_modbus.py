@@ -87,3 +87,21 @@ def test_executing_a_finished_command_again_changes_nothing(property_a1, simulat
     assert relay_command_execute(command_id=command.pk) == "confirmed"
     command.refresh_from_db()
     assert command.attempts == 1
+
+
+def test_an_unanswered_attempt_puts_the_next_one_on_the_commands_queue(property_a1, simulator):
+    from kombu import Connection
+
+    from prepaid.celery import app
+
+    meter = connected_meter(property_a1, simulator, 2)
+    command = relay_command_issue(meter=meter, close=False, actor=None, reason="arrears")
+    with Connection(app.conf.broker_url) as connection:
+        queue = connection.SimpleQueue("commands")
+        queue.clear()
+        assert relay_command_execute(command_id=command.pk) == "queued"
+        message = queue.get(timeout=5)
+        message.ack()
+    assert message.headers["task"] == "meters.tasks.execute_relay_command"
+    assert message.headers["eta"] is not None
+    assert message.decode()[0] == [command.pk]
