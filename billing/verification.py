@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.db import connection
 
-from billing.models import EXACT_DECIMAL_PLACES, ChargeTotals, LedgerAccount
+from billing.models import EXACT_DECIMAL_PLACES, ChargeTotals
 from prepaid.money import AMOUNT_DECIMAL_PLACES, quantize
 
 
@@ -153,11 +153,6 @@ def receipt_gaps() -> Iterator[str]:
         yield f"property {property_id}: {count} receipts numbered up to {highest}"
 
 
-def book_balances_stored() -> Iterator[str]:
-    for account in LedgerAccount.objects.exclude(kind=LedgerAccount.Kind.WALLET).exclude(balance=0):
-        yield f"book {account.pk} stores a balance; books are summed from postings"
-
-
 CHECKS: list[tuple[str, Callable[[], Iterator[str]]]] = [
     ("postings balance per transaction", unbalanced_transactions),
     ("one currency per transaction", mixed_currencies),
@@ -166,7 +161,6 @@ CHECKS: list[tuple[str, Callable[[], Iterator[str]]]] = [
     ("charges counted once and rounded without loss", charge_totals_off),
     ("no meter interval charged twice", overlapping_meter_charges),
     ("receipt numbers gapless per property", receipt_gaps),
-    ("books store no balance", book_balances_stored),
 ]
 
 
