@@ -348,23 +348,20 @@ def _raw_topup(prop, wallet_id: int, cash_id: int, amount: Decimal, key: str) ->
             [amount, wallet_id],
         )
         cursor.execute(
-            "INSERT INTO billing_receiptsequence (property_id, last_number) VALUES (%s, 1) "
-            "ON CONFLICT (property_id) DO UPDATE SET last_number = billing_receiptsequence.last_number + 1 "
-            "RETURNING last_number",
-            [prop.pk],
-        )
-        number = cursor.fetchone()[0]
-        cursor.execute(
-            "INSERT INTO billing_receipt (uuid, property_id, number, transaction_id, account_id, amount, "
-            "currency, channel, reference, issued_at) SELECT %s, %s, %s, %s, a.id, %s, 'CNY', 'cash', '', now() "
-            "FROM accounts_account a WHERE a.wallet_id = %s",
-            [uuid.uuid4(), prop.pk, number, txn, amount, wallet_id],
-        )
-        cursor.execute(
             "INSERT INTO audit_auditlog (uuid, organisation_id, property_id, action, object_type, object_id, "
             "object_repr, after, reason, created_at) VALUES (%s, %s, %s, 'topup.record', 'accounts.account', "
             "%s, '', '{}', '', now())",
             [uuid.uuid4(), prop.organisation_id, prop.pk, str(wallet_id)],
+        )
+        # Last and in one statement, as the service does, to hold the receipt sequence briefly.
+        cursor.execute(
+            "WITH seq AS (INSERT INTO billing_receiptsequence (property_id, last_number) VALUES (%s, 1) "
+            "ON CONFLICT (property_id) DO UPDATE SET last_number = billing_receiptsequence.last_number + 1 "
+            "RETURNING last_number) "
+            "INSERT INTO billing_receipt (uuid, property_id, number, transaction_id, account_id, amount, "
+            "currency, channel, reference, issued_at) SELECT %s, %s, seq.last_number, %s, a.id, %s, 'CNY', "
+            "'cash', '', now() FROM accounts_account a, seq WHERE a.wallet_id = %s",
+            [prop.pk, uuid.uuid4(), prop.pk, txn, amount, wallet_id],
         )
 
 

@@ -116,10 +116,13 @@ class LedgerTransaction(models.Model):
         ADJUSTMENT = "adjustment", "Adjustment"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Both led by the composite indexes below; single-column ones would only slow every posting.
     organisation = models.ForeignKey(
-        "accounts.Organisation", on_delete=models.PROTECT, related_name="+"
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    property = models.ForeignKey("accounts.Property", on_delete=models.PROTECT, related_name="+")
+    property = models.ForeignKey(
+        "accounts.Property", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     currency = models.CharField(max_length=3)
     # Unique: a retry, a replay or a concurrent duplicate finds the original instead of posting.
@@ -155,8 +158,9 @@ class Posting(models.Model):
     transaction = models.ForeignKey(
         LedgerTransaction, on_delete=models.PROTECT, related_name="postings"
     )
+    # Led by the posting_account index below.
     ledger_account = models.ForeignKey(
-        LedgerAccount, on_delete=models.PROTECT, related_name="postings"
+        LedgerAccount, on_delete=models.PROTECT, related_name="postings", db_index=False
     )
     amount = amount_field()
 
@@ -286,7 +290,10 @@ class ReceiptQuerySet(ScopedQuerySet):
 
 class Receipt(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    property = models.ForeignKey("accounts.Property", on_delete=models.PROTECT, related_name="+")
+    # Led by the receipt_number_unique index below.
+    property = models.ForeignKey(
+        "accounts.Property", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     number = models.PositiveBigIntegerField()
     transaction = models.OneToOneField(
         LedgerTransaction, on_delete=models.PROTECT, related_name="receipt"

@@ -67,6 +67,12 @@ def property_a2(org_a):
 
 
 @pytest.fixture
+def account(property_a1):
+    """An open account with an empty wallet in property A1."""
+    return factories.AccountFactory(unit__property=property_a1)
+
+
+@pytest.fixture
 def property_b1(org_b):
     return factories.PropertyFactory(organisation=org_b, name="B One", code="B1")
 

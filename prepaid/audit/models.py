@@ -14,8 +14,9 @@ class AuditLog(models.Model):
     """
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Led by the organisation indexes below.
     organisation = models.ForeignKey(
-        "accounts.Organisation", on_delete=models.PROTECT, related_name="+"
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="+", db_index=False
     )
     # Set when the change belongs to one property, so staff limited to properties see it.
     property = models.ForeignKey(

@@ -6,6 +6,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
 from prepaid.audit.models import AuditLog
+from prepaid.inserts import insert
 
 _encoder = DjangoJSONEncoder()
 
@@ -56,23 +57,27 @@ def audit_record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     reason: str = "",
+    object_repr: str | None = None,
 ) -> AuditLog:
     if not transaction.get_connection().in_atomic_block:
         raise AuditOutsideTransaction(
             f"Audit of {action} must run inside the change's transaction."
         )
-    return AuditLog.objects.create(
+    entry = AuditLog(
         organisation_id=organisation_id,
         property_id=property_id,
         actor=acting_user(actor),
         action=action,
         object_type=instance._meta.label_lower,
         object_id=str(getattr(instance, "uuid", instance.pk)),
-        object_repr=str(instance)[:200],
+        # Given when the caller already has it, to spare the queries str() would make.
+        object_repr=(str(instance) if object_repr is None else object_repr)[:200],
         before=before,
         after=after,
         reason=reason,
     )
+    insert(entry)
+    return entry
 
 
 def create_audited(

@@ -13,11 +13,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def account(property_a1):
-    return factories.AccountFactory(unit__property=property_a1)
-
-
-@pytest.fixture
 def superuser():
     return factories.UserFactory(username="root", is_staff=True, is_superuser=True)
 

@@ -20,11 +20,6 @@ LEDGER_LIST_QUERIES = 4
 
 
 @pytest.fixture
-def account(property_a1):
-    return factories.AccountFactory(unit__property=property_a1)
-
-
-@pytest.fixture
 def owner_api(owner_a, api_as):
     return api_as(owner_a)
 

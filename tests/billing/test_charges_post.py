@@ -23,11 +23,6 @@ CENT = Decimal("0.01")
 HALF_CENT = Decimal("0.005")
 
 
-@pytest.fixture
-def account(property_a1):
-    return factories.AccountFactory(unit__property=property_a1)
-
-
 def _balance(account) -> Decimal:
     return LedgerAccount.objects.get(pk=account.wallet_id).balance
 

@@ -19,11 +19,6 @@ TxnKind = LedgerTransaction.Kind
 
 
 @pytest.fixture
-def account(property_a1):
-    return factories.AccountFactory(unit__property=property_a1)
-
-
-@pytest.fixture
 def wallet(account):
     return account.wallet
 

@@ -17,11 +17,6 @@ pytestmark = pytest.mark.django_db
 Kind = LedgerAccount.Kind
 
 
-@pytest.fixture
-def account(property_a1):
-    return factories.AccountFactory(unit__property=property_a1)
-
-
 def _topup(account, amount, key="t-1", channel="cash", **kwargs):
     return services.topup_record(
         account=account,
@@ -74,9 +69,11 @@ def test_a_cash_topup_credits_the_wallet_debits_cash_and_issues_receipt_one(
     assert _book_postings(property_a1, Kind.CASH) == Decimal("-100.00")
     assert not LedgerAccount.objects.filter(kind=Kind.CLEARING).exists()
     row = AuditLog.objects.get(action="topup.record")
-    assert (row.actor, row.after) == (
+    assert (row.actor, row.object_id, row.object_repr, row.after) == (
         owner_a,
-        {"amount": "100.00", "channel": "cash", "receipt": 1},
+        str(account.uuid),
+        str(account),
+        {"amount": "100.00", "channel": "cash", "receipt": str(receipt.uuid)},
     )
     assert not any(ledger_violations().values())
 
