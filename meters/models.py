@@ -50,6 +50,13 @@ class Meter(models.Model):
     profile = models.ForeignKey(
         "MeterProfile", null=True, blank=True, on_delete=models.PROTECT, related_name="meters"
     )
+    # Or it reports over MQTT: one channel of a device (a meter, a plug, a multi-channel module).
+    mqtt_device = models.ForeignKey(
+        "MqttDevice", null=True, blank=True, on_delete=models.PROTECT, related_name="meters"
+    )
+    mqtt_channel = models.PositiveSmallIntegerField(default=0)
+    # A Tasmota SML script's register, "Group.Key" (e.g. "SML.Total_in"), instead of ENERGY.
+    mqtt_sml_key = models.CharField(max_length=100, blank=True)
     # What polling last saw. The relay state is the confirmed one, never the desired one.
     online = models.BooleanField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
@@ -81,6 +88,15 @@ class Meter(models.Model):
                 fields=["gateway", "modbus_unit"],
                 condition=Q(gateway__isnull=False),
                 name="meter_one_per_gateway_unit",
+            ),
+            models.UniqueConstraint(
+                fields=["mqtt_device", "mqtt_channel"],
+                condition=Q(mqtt_device__isnull=False),
+                name="meter_one_per_mqtt_channel",
+            ),
+            models.CheckConstraint(
+                condition=Q(mqtt_device__isnull=True) | Q(gateway__isnull=True),
+                name="meter_one_transport",
             ),
             # Modbus serial addresses 1 to 247; a meter behind a gateway has one.
             models.CheckConstraint(
@@ -332,6 +348,91 @@ class Alarm(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.message}"
+
+
+class MqttDeviceQuerySet(ScopedQuerySet):
+    organisation_lookup = "organisation"
+    property_lookup = "property"
+
+
+class MqttDevice(models.Model):
+    """Something that talks to our broker with its own login: a 4G meter, a smart plug, a DIN-rail
+    module or a data concentrator. Its meters are its channels.
+
+    `key` is how the device names itself in its topics, by format: the serial (native), the
+    Tasmota topic, the Shelly prefix, the Zigbee2MQTT friendly name or the emonhub node.
+    Topics are one namespace on the broker, so (format, key) is unique across organisations.
+    """
+
+    class Format(models.TextChoices):
+        NATIVE = "native", "prepaid native (meters/<serial>/...)"
+        TASMOTA = "tasmota", "Tasmota"
+        SHELLY = "shelly", "Shelly Gen2 / Pro"
+        ZIGBEE2MQTT = "zigbee2mqtt", "Zigbee2MQTT"
+        EMONHUB = "emonhub", "OpenEnergyMonitor emonhub"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="mqtt_devices"
+    )
+    property = models.ForeignKey(
+        "accounts.Property", on_delete=models.PROTECT, related_name="mqtt_devices"
+    )
+    name = models.CharField(max_length=100)
+    format = models.CharField(max_length=12, choices=Format.choices)
+    key = models.CharField(max_length=100)
+    # The broker login. Only a Mosquitto-format hash is kept; the password is shown once.
+    username = models.CharField(max_length=64, unique=True)
+    password_hash = models.CharField(max_length=255)
+    credentials_rotated_at = models.DateTimeField()
+    online = models.BooleanField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = MqttDeviceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["format", "key"], name="mqtt_device_topic_unique"),
+            models.UniqueConstraint(
+                fields=["organisation", "name"], name="mqtt_device_name_unique"
+            ),
+            # Keys become topic levels: no wildcards, separators or control characters.
+            models.CheckConstraint(
+                condition=Q(key__regex=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"),
+                name="mqtt_device_key_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MqttRejection(models.Model):
+    """How often a topic's messages were dropped, per reason. The device is set when the topic
+    is one of ours; unknown topics and devices are counted too, for operators."""
+
+    device = models.ForeignKey(
+        MqttDevice, null=True, blank=True, on_delete=models.CASCADE, related_name="rejections"
+    )
+    # The topic's device part ("tasmota:plug-7") or, when no device could be told, the topic.
+    source = models.CharField(max_length=200)
+    reason = models.CharField(max_length=100)
+    count = models.PositiveIntegerField(default=0)
+    example = models.CharField(max_length=300, blank=True)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "reason"], name="mqtt_rejection_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason} x{self.count}"
 
 
 class RelayCommandQuerySet(ScopedQuerySet):
