@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.services import Actor
 from meters.alarms import alarm_clear, alarm_raise
 from meters.models import Alarm, Meter, RelayCommand
+from meters.mqtt_client import PublishFailed, publisher
 from meters.protocols.modbus_io import (
     Connection,
     MeterRefused,
@@ -26,10 +27,14 @@ from meters.protocols.modbus_io import (
     switch_relay,
 )
 from meters.protocols.modbus_profile import ProfileError, profile_from_dict
-from meters.tasks import execute_relay_command
+from meters.protocols.mqtt_topics import NoRelay
+from meters.protocols.mqtt_topics import relay_command as relay_command_message
+from meters.tasks import check_relay_confirmation, execute_relay_command
 from prepaid.audit.services import acting_user, audit_record
 
 DEFAULT_DEADLINE = timedelta(minutes=10)
+# An MQTT device confirms by publishing its new state; silence this long counts as a failure.
+MQTT_CONFIRM_WITHIN = timedelta(seconds=10)
 FIRST_RETRY = timedelta(seconds=2)
 LONGEST_RETRY = timedelta(minutes=2)
 
@@ -163,21 +168,97 @@ def _finish(command: RelayCommand, state: str, error: str) -> None:
 
 
 def relay_command_execute(*, command_id: int) -> str:
-    """Claim the command, switch the relay over Modbus, read it back, record what happened,
-    and schedule the next attempt when it has to be retried. Returns the command's state."""
+    """Claim the command and switch the relay. Over Modbus the relay is read back at once and
+    the result recorded; over MQTT the command is published and the device's own report
+    confirms it (see relay_state_observed), or the confirmation check fails it. Schedules the
+    next attempt when it has to be retried. Returns the command's state."""
     try:
         command = relay_command_claim(command_id=command_id)
     except RelayCommand.DoesNotExist:
         return "missing"
     if command is None:
         return RelayCommand.objects.get(pk=command_id).state
-    meter = Meter.objects.select_related("gateway", "profile").get(pk=command.meter_id)
-    outcome = asyncio.run(_switch(meter, close=command.close))
+    meter = Meter.objects.select_related("gateway", "profile", "mqtt_device").get(
+        pk=command.meter_id
+    )
+    if meter.mqtt_device is not None:
+        error = _publish_command(meter, command)
+        if not error:
+            check_relay_confirmation.apply_async(
+                (command_id, command.attempts), countdown=MQTT_CONFIRM_WITHIN.total_seconds()
+            )
+            return command.state
+        outcome = Outcome(None, error)
+    else:
+        outcome = asyncio.run(_switch(meter, close=command.close))
+    return _record_and_reschedule(command_id, outcome).state
+
+
+def _record_and_reschedule(command_id: int, outcome: Outcome) -> RelayCommand:
     command = relay_command_record(command_id=command_id, outcome=outcome)
     if command.state == State.QUEUED and command.next_attempt_at:
         delay = max((command.next_attempt_at - timezone.now()).total_seconds(), 0)
-        execute_relay_command.apply_async((command_id,), countdown=delay)
-    return command.state
+        execute_relay_command.apply_async((command.pk,), countdown=delay)
+    return command
+
+
+def _publish_command(meter: Meter, command: RelayCommand) -> str:
+    """Send the command in the device's dialect; the error, or "" once the broker has it."""
+    device = meter.mqtt_device
+    try:
+        message = relay_command_message(
+            device.format,
+            device.key,
+            channel=meter.mqtt_channel,
+            close=command.close,
+            command_id=str(command.uuid),
+        )
+    except NoRelay as error:
+        return str(error)
+    try:
+        publisher().publish(message.topic, message.payload)
+    except PublishFailed as error:
+        return str(error)
+    return ""
+
+
+def relay_command_unconfirmed(*, command_id: int, attempt: int) -> str:
+    """The confirmation window of an MQTT attempt is over: if that attempt is still waiting,
+    count it as failed (retried with backoff, or failed with an alarm at the deadline)."""
+    command = RelayCommand.objects.filter(pk=command_id).first()
+    if command is None:
+        return "missing"
+    if command.state != State.SENT or command.attempts != attempt:
+        return command.state
+    seconds = MQTT_CONFIRM_WITHIN.total_seconds()
+    outcome = Outcome(None, f"the device did not confirm within {seconds:g} s")
+    return _record_and_reschedule(command_id, outcome).state
+
+
+@transaction.atomic
+def relay_state_observed(
+    *, meter_id: int, closed: bool, command_uuid: str | None = None
+) -> RelayCommand | None:
+    """A device reported its relay state (an acknowledgement, a state message or telemetry).
+
+    The meter's confirmed state follows the report. A command waiting for confirmation is
+    confirmed when the report shows what it asked for; a report of the other state may predate
+    the command, so it leaves the command to its confirmation window. A native acknowledgement
+    names its command: one naming another command confirms nothing.
+    """
+    command = (
+        RelayCommand.objects.select_for_update(of=("self",))
+        .filter(meter_id=meter_id, state=State.SENT)
+        .first()
+    )
+    if command is None or closed is not command.close:
+        Meter.objects.filter(pk=meter_id).update(
+            relay_closed=closed, relay_confirmed_at=timezone.now()
+        )
+        return None
+    if command_uuid is not None and command_uuid != str(command.uuid):
+        return None
+    return relay_command_record(command_id=command.pk, outcome=Outcome(closed))
 
 
 async def _switch(meter: Meter, *, close: bool) -> Outcome:

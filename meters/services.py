@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import Organisation, Property, Unit
 from accounts.services import Actor
 from billing.charging import charge_meters, cursor_start
-from meters.models import Gateway, Meter, MeterProfile, Reading
+from meters.models import Gateway, Meter, MeterProfile, MqttDevice, Reading
 from meters.protocols.modbus_profile import ProfileError, profile_from_dict
 from prepaid.audit.services import (
     audit_record,
@@ -383,7 +383,55 @@ def meter_connect(
         raise ValidationError({"modbus_unit": "A gateway and a unit id go together."})
     update_audited(
         instance=meter,
-        changes={"gateway": gateway, "modbus_unit": modbus_unit, "profile": profile},
+        changes={
+            "gateway": gateway,
+            "modbus_unit": modbus_unit,
+            "profile": profile,
+            # Read over Modbus (or pushed over HTTP) now, not over MQTT.
+            "mqtt_device": None,
+            "mqtt_channel": 0,
+            "mqtt_sml_key": "",
+        },
+        actor=actor,
+        action="meter.connect",
+        organisation_id=meter.organisation_id,
+        property_id=meter.unit.property_id if meter.unit_id else None,
+    )
+    return meter
+
+
+@transaction.atomic
+def meter_connect_mqtt(
+    *,
+    meter: Meter,
+    actor: Actor,
+    device: MqttDevice,
+    channel: int = 0,
+    sml_key: str = "",
+) -> Meter:
+    """Read a meter from a channel of an MQTT device instead of over Modbus."""
+    if device.organisation_id != meter.organisation_id:
+        raise ValidationError({"device": "The device belongs to another organisation."})
+    if not 0 <= channel <= 31:
+        raise ValidationError({"channel": "Channels are numbered 0 to 31."})
+    if sml_key and device.format != MqttDevice.Format.TASMOTA:
+        raise ValidationError({"sml_key": "Only Tasmota devices run SML scripts."})
+    group, dot, key = sml_key.partition(".")
+    if sml_key and not (group and dot and key):
+        raise ValidationError({"sml_key": "Give the SML register as Group.Key, e.g. SML.Total_in."})
+    taken = Meter.objects.filter(mqtt_device=device, mqtt_channel=channel).exclude(pk=meter.pk)
+    if taken.exists():
+        raise ValidationError({"channel": "Another meter already reads this channel."})
+    update_audited(
+        instance=meter,
+        changes={
+            "gateway": None,
+            "modbus_unit": None,
+            "profile": None,
+            "mqtt_device": device,
+            "mqtt_channel": channel,
+            "mqtt_sml_key": sml_key,
+        },
         actor=actor,
         action="meter.connect",
         organisation_id=meter.organisation_id,

@@ -11,6 +11,14 @@ def execute_relay_command(command_id: int) -> str:
     return relay_command_execute(command_id=command_id)
 
 
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+def check_relay_confirmation(command_id: int, attempt: int) -> str:
+    """An MQTT device had its window to confirm this attempt; fail the attempt if it did not."""
+    from meters.relay import relay_command_unconfirmed
+
+    return relay_command_unconfirmed(command_id=command_id, attempt=attempt)
+
+
 @shared_task(acks_late=True, time_limit=300, soft_time_limit=270)
 def poll_due_gateways() -> int:
     """Every minute: hand each gateway that is due to a poll worker, in shards."""

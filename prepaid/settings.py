@@ -152,6 +152,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 MQTT_URL = env_url("MQTT_URL", "mqtt://127.0.0.1:1883", {"mqtt", "mqtts"})
+# The ingest service's fixed client id: the broker keeps its session (and what it has not yet
+# acknowledged) under this name between runs.
+MQTT_INGEST_CLIENT_ID = os.environ.get("MQTT_INGEST_CLIENT_ID", "prepaid-ingest")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -215,6 +218,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "billing.tasks.*": {"queue": "billing"},
     "meters.tasks.execute_relay_command": {"queue": "commands"},
+    "meters.tasks.check_relay_confirmation": {"queue": "commands"},
     "meters.tasks.poll_*": {"queue": "poll"},
 }
 # Loaded into django-celery-beat's database schedule, where staff can change it.

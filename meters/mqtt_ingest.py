@@ -1,0 +1,287 @@
+"""Turning MQTT messages into readings, device states and relay confirmations, a batch at a
+time, all or nothing.
+
+`messages_ingest` is the service: one transaction per batch. The caller (meters.mqtt_service)
+acknowledges the batch's messages to the broker only after it returns, so a crash at any point
+loses nothing: the broker delivers the unacknowledged messages again, and storing them again
+adds nothing (a reading is unique per meter and moment).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F, OuterRef, Subquery
+from django.utils import timezone
+
+from meters.alarms import alarm_clear, alarm_raise
+from meters.models import Alarm, Meter, MqttDevice, MqttRejection, Reading
+from meters.protocols.mqtt_formats import Ack, Format, Rejected, Status, Telemetry, parse
+from meters.protocols.mqtt_topics import device_of
+from meters.relay import relay_state_observed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass
+class BatchResult:
+    readings: int = 0
+    duplicates: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    confirmations: int = 0
+
+
+@dataclass(frozen=True)
+class _Channel:
+    meter_id: int
+    channel: int
+    sml_key: str | None
+
+
+@dataclass(frozen=True)
+class _Device:
+    id: int
+    organisation_id: int
+    format: Format
+    key: str
+    channels: tuple[_Channel, ...]
+
+
+def _devices(keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Device]:
+    if not keys:
+        return {}
+    formats = {fmt for fmt, _ in keys}
+    names = {key for _, key in keys}
+    found = MqttDevice.objects.filter(format__in=formats, key__in=names).prefetch_related("meters")
+    devices = {}
+    for device in found:
+        if (device.format, device.key) not in keys:
+            continue
+        channels = tuple(
+            _Channel(meter.pk, meter.mqtt_channel, meter.mqtt_sml_key or None)
+            for meter in device.meters.all()
+            if meter.removed_at is None
+        )
+        devices[(device.format, device.key)] = _Device(
+            device.pk, device.organisation_id, Format(device.format), device.key, channels
+        )
+    return devices
+
+
+@dataclass
+class _Batch:
+    result: BatchResult = field(default_factory=BatchResult)
+    readings: dict[tuple[int, datetime], Reading] = field(default_factory=dict)
+    undated: dict[int, Reading] = field(default_factory=dict)
+    rejections: dict[tuple[str, str], tuple[int | None, int, str]] = field(default_factory=dict)
+    seen_devices: dict[int, datetime] = field(default_factory=dict)
+    seen_meters: dict[int, datetime] = field(default_factory=dict)
+    statuses: dict[int, bool] = field(default_factory=dict)
+    relays: list[tuple[int, bool, str | None]] = field(default_factory=list)
+
+    def reject(self, source: str, device_id: int | None, reason: str, example: str) -> None:
+        _, count, _ = self.rejections.get((source, reason), (device_id, 0, ""))
+        self.rejections[(source, reason)] = (device_id, count + 1, example[:300])
+        self.result.rejected[reason] += 1
+
+
+def messages_ingest(*, messages: Sequence[Message]) -> BatchResult:
+    """Store what a batch of MQTT messages says, in one transaction. Never raises for bad
+    input: each unusable message is counted per device (or topic) and reason."""
+    batch = _Batch()
+    routed = [(message, device_of(message.topic)) for message in messages]
+    devices = _devices({device for _, device in routed if device is not None})
+    for message, device_key in routed:
+        if device_key is None:
+            batch.reject(message.topic, None, "unknown topic", message.topic)
+            continue
+        device = devices.get(device_key)
+        if device is None:
+            batch.reject(f"{device_key[0]}:{device_key[1]}", None, "unknown device", message.topic)
+            continue
+        _message(batch, device, message)
+    with transaction.atomic():
+        _store(batch)
+    # Each confirmation locks its command and may schedule a retry: after the readings commit,
+    # each in its own transaction (the batch is acknowledged only after all of them).
+    for meter_id, closed, command_uuid in batch.relays:
+        if relay_state_observed(meter_id=meter_id, closed=closed, command_uuid=command_uuid):
+            batch.result.confirmations += 1
+    return batch.result
+
+
+def _message(batch: _Batch, device: _Device, message: Message) -> None:
+    source = f"{device.format.value}:{device.key}"
+    batch.seen_devices[device.id] = message.received_at
+    channels = device.channels or (_Channel(0, 0, None),)
+    for channel in channels:
+        try:
+            parsed = parse(
+                device.format,
+                message.topic,
+                message.payload,
+                device_key=device.key,
+                channel=channel.channel,
+                sml_key=channel.sml_key,
+                now=message.received_at,
+            )
+        except Rejected as rejected:
+            batch.reject(source, device.id, rejected.reason, str(rejected))
+            return
+        if isinstance(parsed, Status):
+            batch.statuses[device.id] = parsed.online
+            return
+        if not device.channels:
+            if parsed is not None:
+                batch.reject(source, device.id, "no meter on the device", message.topic)
+            return
+        if isinstance(parsed, Ack) and parsed.relay_closed is not None:
+            batch.relays.append((channel.meter_id, parsed.relay_closed, parsed.command_id))
+        elif isinstance(parsed, Telemetry):
+            _telemetry(batch, channel.meter_id, parsed, message.received_at)
+
+
+def _telemetry(batch: _Batch, meter_id: int, telemetry: Telemetry, received_at: datetime) -> None:
+    batch.seen_meters[meter_id] = received_at
+    reading = Reading(
+        meter_id=meter_id,
+        taken_at=telemetry.taken_at or received_at,
+        register=telemetry.register,
+        power_w=_float(telemetry.power_w),
+        voltage_v=_float(telemetry.voltage_v),
+        current_a=_float(telemetry.current_a),
+        relay_closed=telemetry.relay_closed,
+        source=Reading.Source.MQTT,
+        received_at=received_at,
+    )
+    if telemetry.taken_at is None:
+        # Without the device's own timestamp a redelivered message cannot be told from a new
+        # one by time; the latest undated reading per meter in the batch is the one kept, and
+        # one equal to what the meter last said is a heartbeat, not a reading (see _store).
+        batch.undated[meter_id] = reading
+    else:
+        batch.readings.setdefault((meter_id, reading.taken_at), reading)
+    if telemetry.relay_closed is not None:
+        batch.relays.append((meter_id, telemetry.relay_closed, None))
+
+
+def _float(value: Decimal | None) -> float | None:
+    # Power, voltage and current are measurements for charts, stored as floats; money and
+    # registers never are.
+    return None if value is None else float(value)
+
+
+def _store(batch: _Batch) -> None:
+    result = batch.result
+    candidates = list(batch.readings.values()) + _changed_undated(batch.undated)
+    known = set(
+        Reading.objects.filter(
+            meter_id__in={reading.meter_id for reading in candidates},
+            taken_at__in={reading.taken_at for reading in candidates},
+        ).values_list("meter_id", "taken_at")
+    )
+    fresh = [r for r in candidates if (r.meter_id, r.taken_at) not in known]
+    # The ingest service is the only writer of MQTT readings, so what was not there a moment
+    # ago is what this insert adds; ignore_conflicts covers a reading another source stored.
+    Reading.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=2000)
+    result.readings = len(fresh)
+    result.duplicates = len(batch.readings) + len(batch.undated) - len(fresh)
+    for meter_id, seen in batch.seen_meters.items():
+        Meter.objects.filter(pk=meter_id).update(last_seen_at=seen, online=True, missed_polls=0)
+    for device_id, seen in batch.seen_devices.items():
+        MqttDevice.objects.filter(pk=device_id).update(last_seen_at=seen)
+    _statuses_apply(batch.statuses)
+    _rejections_count(batch.rejections, now=timezone.now())
+
+
+def _changed_undated(undated: dict[int, Reading]) -> list[Reading]:
+    if not undated:
+        return []
+    latest = dict(
+        Meter.objects.filter(pk__in=undated)
+        .annotate(
+            last_register=Subquery(
+                Reading.objects.filter(meter=OuterRef("pk"))
+                .order_by("-taken_at")
+                .values("register")[:1]
+            )
+        )
+        .values_list("pk", "last_register")
+    )
+    return [
+        reading for meter_id, reading in undated.items() if latest[meter_id] != reading.register
+    ]
+
+
+def _statuses_apply(statuses: dict[int, bool]) -> None:
+    if not statuses:
+        return
+    MqttDevice.objects.filter(pk__in=[pk for pk, online in statuses.items() if online]).update(
+        online=True
+    )
+    MqttDevice.objects.filter(pk__in=[pk for pk, online in statuses.items() if not online]).update(
+        online=False
+    )
+    meters = Meter.objects.filter(mqtt_device_id__in=statuses, removed_at__isnull=True)
+    for meter in meters.select_related("unit", "mqtt_device"):
+        online = statuses[meter.mqtt_device_id]
+        if meter.online == online:
+            continue
+        Meter.objects.filter(pk=meter.pk).update(online=online)
+        if online:
+            alarm_clear(meter=meter, kind=Alarm.Kind.OFFLINE, note="the device is back online")
+        else:
+            alarm_raise(
+                meter=meter,
+                kind=Alarm.Kind.OFFLINE,
+                message=f"Meter {meter.serial}: its MQTT device {meter.mqtt_device} went offline.",
+            )
+
+
+def _rejections_count(
+    rejections: dict[tuple[str, str], tuple[int | None, int, str]], now: datetime
+) -> None:
+    for (source, reason), (device_id, count, example) in rejections.items():
+        changes = {"count": F("count") + count, "last_at": now, "example": example}
+        if MqttRejection.objects.filter(source=source, reason=reason).update(**changes):
+            continue
+        MqttRejection.objects.create(
+            source=source,
+            reason=reason,
+            device_id=device_id,
+            count=count,
+            example=example,
+            first_at=now,
+            last_at=now,
+        )
+    if rejections:
+        log.info("mqtt rejections: %s", {key: value[1] for key, value in rejections.items()})
+
+
+@transaction.atomic
+def rejection_record(*, message: Message, reason: str) -> None:
+    """Count one message as dropped for `reason`, on its own."""
+    device_key = device_of(message.topic)
+    device_id = None
+    source = message.topic
+    if device_key is not None:
+        source = f"{device_key[0]}:{device_key[1]}"
+        device_id = (
+            MqttDevice.objects.filter(format=device_key[0], key=device_key[1])
+            .values_list("pk", flat=True)
+            .first()
+        )
+    _rejections_count({(source, reason): (device_id, 1, message.topic)}, now=timezone.now())

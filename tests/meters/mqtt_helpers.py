@@ -1,0 +1,93 @@
+"""Running the ingest service and publishing to the real Mosquitto from tests."""
+
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+
+from django.conf import settings
+
+from meters import services
+from meters.models import MqttDevice
+from meters.mqtt_client import BrokerAddress, make_client
+from meters.mqtt_service import IngestService, Settings
+from tests import factories
+
+
+def wait_for(condition, *, timeout: float = 15.0, interval: float = 0.05):
+    """Poll until `condition()` is truthy; its value, or an AssertionError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout} s waiting for {condition}")
+        time.sleep(interval)
+
+
+def broker() -> BrokerAddress:
+    return BrokerAddress.from_url(settings.MQTT_URL)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@contextmanager
+def running_ingest(client_id: str | None = None, **overrides):
+    """The ingest service in a thread, with a session of its own that the broker forgets soon
+    after the test."""
+    options = {"session_expiry_s": 120, "flush_ms": 50, **overrides}
+    service = IngestService(broker(), Settings(client_id=client_id or unique("ingest"), **options))
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: service.totals.connected)
+        # Subscriptions are sent on connect; give the broker a moment to register them.
+        time.sleep(0.3)
+        yield service
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "the ingest service did not stop"
+
+
+class Publisher:
+    """A device-side client: publishes at QoS 1 and waits for the broker to have each one."""
+
+    def __init__(self) -> None:
+        self.client = make_client(unique("pub"), broker())
+        self.client.connect(broker().host, broker().port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(5)
+        assert info.is_published()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def mqtt_device(property, fmt: str, key: str | None = None) -> MqttDevice:
+    """A device row as prepaid registers it (credentials are not what these tests are about)."""
+    return MqttDevice.objects.create(
+        organisation=property.organisation,
+        property=property,
+        name=unique(fmt),
+        format=fmt,
+        key=key or unique(fmt),
+        username=unique("dev"),
+        password_hash="$7$101$test$test",
+        credentials_rotated_at=property.created_at,
+    )
+
+
+def mqtt_meter(property, device: MqttDevice, *, channel: int = 0, sml_key: str = "", **kwargs):
+    meter = factories.MeterFactory(unit__property=property, **kwargs)
+    return services.meter_connect_mqtt(
+        meter=meter, actor=None, device=device, channel=channel, sml_key=sml_key
+    )
