@@ -55,13 +55,22 @@ class Publisher:
     a TCP and MQTT handshake. Publishes at QoS 1 and returns once the broker has the message."""
 
     def __init__(self, address: BrokerAddress, client_id: str) -> None:
+        self._connected = threading.Event()
         # Publishing at QoS 1 needs nothing from MQTT 5, and 3.1.1 works with every broker,
         # the embedded demo one included.
         self._client = make_client(client_id, address, protocol=mqtt.MQTTv311)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = lambda *args: self._connected.clear()
         self._client.connect_async(address.host, address.port, keepalive=30)
         self._client.loop_start()
 
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            self._connected.set()
+
     def publish(self, topic: str, payload: bytes, *, timeout: float = PUBLISH_TIMEOUT_S) -> None:
+        if not self._connected.wait(timeout):
+            raise PublishFailed(f"no connection to the MQTT broker within {timeout:g} s")
         info = self._client.publish(topic, payload, qos=1)
         try:
             info.wait_for_publish(timeout)
@@ -69,10 +78,6 @@ class Publisher:
             raise PublishFailed(f"the broker did not take the message: {error}") from error
         if not info.is_published():
             raise PublishFailed(f"the broker did not acknowledge within {timeout:g} s")
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
 
 
 _lock = threading.Lock()

@@ -10,14 +10,15 @@ adds nothing (a reading is unique per meter and moment).
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, Prefetch, Q, Subquery
 from django.utils import timezone
 
 from meters.alarms import alarm_clear, alarm_raise
@@ -27,6 +28,8 @@ from meters.protocols.mqtt_topics import device_of
 from meters.relay import relay_state_observed
 
 log = logging.getLogger(__name__)
+
+SEEN_RESOLUTION = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,9 @@ def _devices(keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Device]:
         return {}
     formats = {fmt for fmt, _ in keys}
     names = {key for _, key in keys}
-    found = MqttDevice.objects.filter(format__in=formats, key__in=names).prefetch_related("meters")
+    found = MqttDevice.objects.filter(format__in=formats, key__in=names).prefetch_related(
+        Prefetch("meters", queryset=Meter.objects.filter(removed_at__isnull=True))
+    )
     devices = {}
     for device in found:
         if (device.format, device.key) not in keys:
@@ -73,12 +78,30 @@ def _devices(keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Device]:
         channels = tuple(
             _Channel(meter.pk, meter.mqtt_channel, meter.mqtt_sml_key or None)
             for meter in device.meters.all()
-            if meter.removed_at is None
         )
         devices[(device.format, device.key)] = _Device(
             device.pk, device.organisation_id, Format(device.format), device.key, channels
         )
     return devices
+
+
+class DeviceDirectory:
+    """Devices and their meters by topic key, remembered for `ttl` seconds: a busy ingest sees
+    the same thousand devices in every batch. A device registered, or a meter connected, is
+    seen within `ttl`; so is one removed, whose messages until then are stored as before."""
+
+    def __init__(self, ttl: float = 10.0) -> None:
+        self.ttl = ttl
+        self._known: dict[tuple[str, str], tuple[float, _Device | None]] = {}
+
+    def lookup(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Device]:
+        now = time.monotonic()
+        missing = {key for key in keys if self._known.get(key, (0.0, None))[0] < now}
+        if missing:
+            found = _devices(missing)
+            for key in missing:
+                self._known[key] = (now + self.ttl, found.get(key))
+        return {key: device for key in keys if (device := self._known[key][1]) is not None}
 
 
 @dataclass
@@ -98,12 +121,15 @@ class _Batch:
         self.result.rejected[reason] += 1
 
 
-def messages_ingest(*, messages: Sequence[Message]) -> BatchResult:
+def messages_ingest(
+    *, messages: Sequence[Message], directory: DeviceDirectory | None = None
+) -> BatchResult:
     """Store what a batch of MQTT messages says, in one transaction. Never raises for bad
     input: each unusable message is counted per device (or topic) and reason."""
     batch = _Batch()
     routed = [(message, device_of(message.topic)) for message in messages]
-    devices = _devices({device for _, device in routed if device is not None})
+    directory = directory or DeviceDirectory(ttl=0)
+    devices = directory.lookup({device for _, device in routed if device is not None})
     for message, device_key in routed:
         if device_key is None:
             batch.reject(message.topic, None, "unknown topic", message.topic)
@@ -199,12 +225,31 @@ def _store(batch: _Batch) -> None:
     Reading.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=2000)
     result.readings = len(fresh)
     result.duplicates = len(batch.readings) + len(batch.undated) - len(fresh)
-    for meter_id, seen in batch.seen_meters.items():
-        Meter.objects.filter(pk=meter_id).update(last_seen_at=seen, online=True, missed_polls=0)
-    for device_id, seen in batch.seen_devices.items():
-        MqttDevice.objects.filter(pk=device_id).update(last_seen_at=seen)
+    _seen(batch.seen_meters, batch.seen_devices)
     _statuses_apply(batch.statuses)
     _rejections_count(batch.rejections, now=timezone.now())
+
+
+def _seen(meters: dict[int, datetime], devices: dict[int, datetime]) -> None:
+    """Mark meters that reported as online and seen. To the nearest SEEN_RESOLUTION: writing
+    every meter's row in every batch would cost more than storing the readings."""
+    if devices:
+        seen = max(devices.values())
+        MqttDevice.objects.filter(pk__in=devices).filter(
+            Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=seen - SEEN_RESOLUTION)
+        ).update(last_seen_at=seen)
+    if not meters:
+        return
+    seen = max(meters.values())
+    back = Meter.objects.filter(pk__in=meters, online=False).select_related("unit")
+    for meter in back:
+        alarm_clear(meter=meter, kind=Alarm.Kind.OFFLINE, note="the meter reports again")
+    Meter.objects.filter(pk__in=meters).filter(
+        Q(last_seen_at__isnull=True)
+        | Q(last_seen_at__lt=seen - SEEN_RESOLUTION)
+        | ~Q(online=True)
+        | ~Q(missed_polls=0)
+    ).update(last_seen_at=seen, online=True, missed_polls=0)
 
 
 def _changed_undated(undated: dict[int, Reading]) -> list[Reading]:

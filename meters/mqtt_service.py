@@ -29,7 +29,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from meters.mqtt_client import BrokerAddress, make_client
-from meters.mqtt_ingest import BatchResult, Message, messages_ingest, rejection_record
+from meters.mqtt_ingest import (
+    BatchResult,
+    DeviceDirectory,
+    Message,
+    messages_ingest,
+    rejection_record,
+)
 from meters.protocols.mqtt_topics import HEARTBEAT_TOPIC, SUBSCRIPTIONS
 
 log = logging.getLogger(__name__)
@@ -77,6 +83,7 @@ class IngestService:
         self._client = self._make_client()
         self._downgrade = threading.Event()
         self._last_heartbeat = 0.0
+        self._directory = DeviceDirectory()
 
     def _make_client(self) -> mqtt.Client:
         extra = {} if self.protocol == mqtt.MQTTv5 else {"clean_session": False}
@@ -216,7 +223,7 @@ class IngestService:
     def _store(self, batch: list[_Delivery]) -> BatchResult:
         messages = [delivery.message for delivery in batch]
         try:
-            return messages_ingest(messages=messages)
+            return messages_ingest(messages=messages, directory=self._directory)
         except (OperationalError, InterfaceError):
             raise
         except Exception:
@@ -226,7 +233,7 @@ class IngestService:
         result = BatchResult()
         for message in messages:
             try:
-                single = messages_ingest(messages=[message])
+                single = messages_ingest(messages=[message], directory=self._directory)
             except (OperationalError, InterfaceError):
                 raise
             except Exception:

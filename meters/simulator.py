@@ -164,38 +164,27 @@ def _addresses(text: str, option: str) -> frozenset[MeterAddress]:
     return frozenset((gateway, unit) for gateway, unit in pairs)
 
 
-class SimulatedMeter:
-    """One household's meter: an energy register that follows the load profile, and a relay."""
+class MeteredLoad:
+    """One household's supply through a meter: an energy register that follows the load
+    profile, and a relay. The Modbus meters and the MQTT devices' channels both run on it."""
 
     def __init__(
         self,
         *,
-        gateway: int,
-        unit_id: int,
         seed: int,
         zone: ZoneInfo,
         energy_kwh: Decimal,
         relay_closed: bool,
-        faults: MeterFaults,
         rollover_at: Decimal | None,
         moment: datetime,
     ) -> None:
-        self.gateway = gateway
-        self.unit_id = unit_id
         self.seed = seed
         self.zone = zone
-        self.faults = faults
         self.rollover_at = rollover_at
         self.relay_closed = relay_closed
         self.energy_kwh = self._wrapped(energy_kwh)
         self._metered_until = moment
         self._noise = random.Random(seed)  # noqa: S311 - simulation, not security
-        self._jump_pending = faults.backwards
-        self._baseline_read = False
-
-    @property
-    def address(self) -> MeterAddress:
-        return (self.gateway, self.unit_id)
 
     def resume(self, moment: datetime) -> None:
         """Start metering again from `moment`, without metering the time it was stopped."""
@@ -232,6 +221,46 @@ class SimulatedMeter:
     def frequency_hz(self) -> float:
         return NOMINAL_FREQUENCY + self._noise.uniform(-0.05, 0.05)
 
+    def _wrapped(self, energy: Decimal) -> Decimal:
+        if self.rollover_at is not None and energy >= self.rollover_at:
+            return energy % self.rollover_at
+        return energy
+
+
+class SimulatedMeter(MeteredLoad):
+    """One household's Modbus meter: a metered load at a gateway's unit id, with its faults."""
+
+    def __init__(
+        self,
+        *,
+        gateway: int,
+        unit_id: int,
+        seed: int,
+        zone: ZoneInfo,
+        energy_kwh: Decimal,
+        relay_closed: bool,
+        faults: MeterFaults,
+        rollover_at: Decimal | None,
+        moment: datetime,
+    ) -> None:
+        super().__init__(
+            seed=seed,
+            zone=zone,
+            energy_kwh=energy_kwh,
+            relay_closed=relay_closed,
+            rollover_at=rollover_at,
+            moment=moment,
+        )
+        self.gateway = gateway
+        self.unit_id = unit_id
+        self.faults = faults
+        self._jump_pending = faults.backwards
+        self._baseline_read = False
+
+    @property
+    def address(self) -> MeterAddress:
+        return (self.gateway, self.unit_id)
+
     def note_energy_read(self) -> None:
         """The backwards fault: the first energy read is true, the second finds the register
         100 kWh lower, and it counts on from there."""
@@ -242,10 +271,11 @@ class SimulatedMeter:
             self._jump_pending = False
         self._baseline_read = True
 
-    def _wrapped(self, energy: Decimal) -> Decimal:
-        if self.rollover_at is not None and energy >= self.rollover_at:
-            return energy % self.rollover_at
-        return energy
+
+def opening_register(seed: int) -> Decimal:
+    """A fresh meter's energy register (kWh), different for every seed."""
+    opening = random.Random(f"opening:{seed}").uniform(*OPENING_KWH)  # noqa: S311
+    return Decimal(f"{opening:.3f}")
 
 
 def _slot_end(moment: datetime) -> datetime:
@@ -261,7 +291,7 @@ def _overlaps(address: int, count: int, registers: Iterable[int]) -> bool:
     return any(address < start + 2 and start < address + count for start in registers)
 
 
-class _Clock:
+class SimulatedClock:
     """Simulated time: UTC from the moment it starts, running `speedup` times as fast."""
 
     def __init__(self, speedup: float) -> None:
@@ -356,6 +386,24 @@ def write_state_file(path: Path, registers: Mapping[str, SavedMeter]) -> None:
         raise
 
 
+def read_state_file(path: Path) -> dict[str, SavedMeter]:
+    """The registers and relays `write_state_file` wrote, or nothing if there is no file yet.
+
+    A file that cannot be read is an error: silently starting from fresh registers would make
+    every meter run backwards.
+    """
+    if not path.exists():
+        return {}
+    try:
+        entries = json.loads(path.read_text())["meters"]
+        return {
+            key: (Decimal(entry["energy_kwh"]), bool(entry["relay_closed"]))
+            for key, entry in entries.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as error:
+        raise ValueError(f"Unreadable state file {path}: {error!r}") from error
+
+
 class MeterSimulator:
     """Gateways of simulated meters, all served from one asyncio loop.
 
@@ -401,7 +449,7 @@ class MeterSimulator:
         # Entries for meters this run does not simulate, written back so that a later, larger
         # run finds their registers where they were.
         self._other_state: dict[str, SavedMeter] = {}
-        self._clock = _Clock(speedup)
+        self._clock = SimulatedClock(speedup)
         self._servers: list[_GatewayServer] = []
         self._ticker: asyncio.Task[None] | None = None
         self.ports: list[int] = []
@@ -410,7 +458,7 @@ class MeterSimulator:
         return self._meters[(gateway, unit_id)]
 
     async def start(self) -> None:
-        self._clock = _Clock(self.speedup)
+        self._clock = SimulatedClock(self.speedup)
         moment = self._clock.now()
         if self._meters:
             for meter in self._meters.values():
@@ -455,18 +503,9 @@ class MeterSimulator:
         return 1 <= gateway <= self.gateways and 1 <= unit <= self.meters_per_gateway
 
     def _load_state(self) -> dict[str, SavedMeter]:
-        if self.state_file is None or not self.state_file.exists():
+        if self.state_file is None:
             return {}
-        # A state file that cannot be read stops the start: silently starting from fresh
-        # registers would make every meter run backwards.
-        try:
-            entries = json.loads(self.state_file.read_text())["meters"]
-            return {
-                key: (Decimal(entry["energy_kwh"]), bool(entry["relay_closed"]))
-                for key, entry in entries.items()
-            }
-        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as error:
-            raise ValueError(f"Unreadable state file {self.state_file}: {error!r}") from error
+        return read_state_file(self.state_file)
 
     def _create_meters(self, moment: datetime) -> None:
         saved = self._load_state()
@@ -475,8 +514,7 @@ class MeterSimulator:
                 seed = self.seed * 1_000_000 + gateway * 1_000 + unit
                 entry = saved.pop(f"{gateway}:{unit}", None)
                 if entry is None:
-                    opening = random.Random(f"opening:{seed}").uniform(*OPENING_KWH)  # noqa: S311
-                    energy, closed = Decimal(f"{opening:.3f}"), True
+                    energy, closed = opening_register(seed), True
                 else:
                     energy, closed = entry
                 self._meters[(gateway, unit)] = SimulatedMeter(
