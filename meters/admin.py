@@ -7,6 +7,7 @@ from meters.models import (
     Meter,
     MeterProfile,
     MeterRejection,
+    MqttDevice,
     Reading,
     RelayCommand,
     VacantConsumption,
@@ -46,6 +47,16 @@ class MeterProfileAdmin(ReadOnlyAdmin):
 class GatewayAdmin(ReadOnlyAdmin):
     list_display = ["name", "property", "framer", "host", "port", "serial_port", "enabled"]
     list_filter = ["framer", "enabled", "property"]
+
+
+@admin.register(MqttDevice)
+class MqttDeviceAdmin(ReadOnlyAdmin):
+    list_display = ["name", "property", "format", "key", "username", "online", "last_seen_at"]
+    list_filter = ["format", "online", "organisation"]
+    search_fields = ["name", "key", "username"]
+    list_select_related = ["property"]
+    # The hash never leaves the database through a screen.
+    exclude = ["password_hash"]
 
 
 @admin.register(Alarm)

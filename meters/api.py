@@ -1,13 +1,13 @@
 from django.db import transaction
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.models import Property, Unit
 from billing.tasks import charge_meters_task
-from meters import services
+from meters import mqtt_devices, services
 from meters.alarms import alarm_acknowledge, alarm_resolve
 from meters.models import (
     Alarm,
@@ -15,9 +15,12 @@ from meters.models import (
     Meter,
     MeterProfile,
     MeterRejection,
+    MqttDevice,
     Reading,
     RelayCommand,
 )
+from meters.protocols.mqtt_formats import Format
+from meters.protocols.mqtt_topics import device_grants
 from meters.relay import relay_command_issue
 from prepaid.api.pagination import CursorPagination
 from prepaid.api.scoped import ScopedRelatedField, ScopedViewSet
@@ -317,6 +320,98 @@ class GatewayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
             gateway=gateway, actor=request.user, **self.validated(GatewayIn, partial=True)
         )
         return Response(GatewayOut(gateway).data)
+
+
+class MqttTopicGrantOut(serializers.Serializer):
+    access = serializers.CharField()
+    topic = serializers.CharField()
+
+
+class MqttDeviceOut(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    property = serializers.UUIDField(source="property.uuid", read_only=True)
+    # What to configure on the device: the topics its login may use, and how.
+    topics = serializers.SerializerMethodField()
+
+    class Meta:
+        model = MqttDevice
+        fields = [
+            "id", "property", "name", "format", "key", "username", "topics",
+            "credentials_rotated_at", "online", "last_seen_at", "created_at", "updated_at",
+        ]  # fmt: skip
+
+    @extend_schema_field(MqttTopicGrantOut(many=True))
+    def get_topics(self, device: MqttDevice) -> list[dict[str, str]]:
+        grants = device_grants(Format(device.format), device.key)
+        return [{"access": access, "topic": topic} for access, topic in grants]
+
+
+class MqttDeviceCredentialsOut(MqttDeviceOut):
+    """The device with its broker password: the only answer that ever carries it."""
+
+    password = serializers.SerializerMethodField()
+
+    class Meta(MqttDeviceOut.Meta):
+        fields = [*MqttDeviceOut.Meta.fields, "password"]
+
+    def get_password(self, device: MqttDevice) -> str:
+        return self.context["password"]
+
+
+class MqttDeviceCreateIn(serializers.Serializer):
+    property = ScopedRelatedField(queryset=Property.objects.all())
+    name = serializers.CharField(max_length=100)
+    format = serializers.ChoiceField(choices=MqttDevice.Format.choices)
+    key = serializers.CharField(max_length=100)
+
+
+class MqttDeviceUpdateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+
+
+class MqttDeviceFilter(filters.FilterSet):
+    property = filters.UUIDFilter(field_name="property__uuid")
+    format = filters.ChoiceFilter(choices=MqttDevice.Format.choices)
+
+    class Meta:
+        model = MqttDevice
+        fields = ["property", "format", "online"]
+
+
+class MqttDeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """Devices with their own broker login. The password appears once, in the answer to create
+    or rotate-credentials; the broker learns it at the next `mqtt_auth_export`."""
+
+    queryset = MqttDevice.objects.select_related("property")
+    serializer_class = MqttDeviceOut
+    filterset_class = MqttDeviceFilter
+    search_fields = ["name", "key", "username"]
+    # Logins open the broker to a device: owners hand them out; managers may rename.
+    write_capability = Capability.ADMINISTER
+    action_capabilities = {"partial_update": Capability.OPERATE}
+
+    @extend_schema(request=MqttDeviceCreateIn, responses={201: MqttDeviceCredentialsOut})
+    def create(self, request):
+        device, password = mqtt_devices.mqtt_device_create(
+            actor=request.user, **self.validated(MqttDeviceCreateIn)
+        )
+        body = MqttDeviceCredentialsOut(device, context={"password": password}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=MqttDeviceUpdateIn, responses=MqttDeviceOut)
+    def partial_update(self, request, id):
+        device = self.get_object()
+        mqtt_devices.mqtt_device_update(
+            device=device, actor=request.user, **self.validated(MqttDeviceUpdateIn, partial=True)
+        )
+        return Response(MqttDeviceOut(device).data)
+
+    @extend_schema(request=None, responses=MqttDeviceCredentialsOut)
+    @action(detail=True, methods=["post"], url_path="rotate-credentials")
+    def rotate_credentials(self, request, id):
+        device = self.get_object()
+        password = mqtt_devices.mqtt_device_rotate_credentials(device=device, actor=request.user)
+        return Response(MqttDeviceCredentialsOut(device, context={"password": password}).data)
 
 
 class RelayCommandOut(serializers.ModelSerializer):

@@ -12,7 +12,8 @@ from accounts.models import Account, Organisation, Property, Tenant, Unit
 from billing.models import Receipt, TopupLimits
 from billing.services import ChargeInput, topup_record
 from meters import services as meters
-from meters.models import Meter
+from meters.models import Meter, MqttDevice
+from meters.mqtt_devices import mqtt_device_create
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -150,3 +151,24 @@ class ChargeInputFactory(factory.Factory):
     quantity = factory.LazyFunction(lambda: Decimal(1))
     net = factory.LazyFunction(lambda: Decimal("1.00"))
     tax = factory.LazyFunction(lambda: Decimal(0))
+
+
+# MQTT --------------------------------------------------------------------------------------------
+
+
+class MqttDeviceFactory(ServiceFactory):
+    """A device with a broker login through `meters.mqtt_devices.mqtt_device_create`. Its
+    password is dropped; call the service directly when a test needs to log in."""
+
+    class Meta:
+        model = MqttDevice
+
+    property = factory.SubFactory(PropertyFactory)
+    name = factory.Sequence(lambda n: f"Device {n}")
+    format = MqttDevice.Format.NATIVE
+    key = factory.Sequence(lambda n: f"MQ{n:06d}")
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        device, _password = mqtt_device_create(actor=None, **kwargs)
+        return device

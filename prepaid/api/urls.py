@@ -7,6 +7,7 @@ from meters.api import (
     GatewayViewSet,
     MeterProfileViewSet,
     MeterViewSet,
+    MqttDeviceViewSet,
     ReadingViewSet,
     RelayCommandViewSet,
 )
@@ -27,6 +28,7 @@ router.register("tariffs", TariffViewSet, basename="tariff")
 router.register("readings", ReadingViewSet, basename="reading")
 router.register("meter-profiles", MeterProfileViewSet, basename="meter-profile")
 router.register("gateways", GatewayViewSet, basename="gateway")
+router.register("mqtt-devices", MqttDeviceViewSet, basename="mqtt-device")
 router.register("relay-commands", RelayCommandViewSet, basename="relay-command")
 router.register("alarms", AlarmViewSet, basename="alarm")
 

@@ -123,6 +123,7 @@ OBJECT_MAKERS = {
     "gateway": _gateway,
     "relay-command": _relay_command,
     "alarm": _alarm,
+    "mqtt-device": lambda prop: factories.MqttDeviceFactory(property=prop),
 }
 # Organisation-wide configuration: every staff member of the organisation sees it.
 ORGANISATION_WIDE = {"meter-profile"}
@@ -140,6 +141,7 @@ WRITES = {
     ("connect", "post"): {"modbus_unit": 1},
     ("acknowledge", "post"): {"note": "seen"},
     ("resolve", "post"): {"note": "fixed"},
+    ("rotate_credentials", "post"): {},
     ("versions", "post"): {
         "effective_from": "2030-01-01T00:00:00Z",
         "kind": "flat",

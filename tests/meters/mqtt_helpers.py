@@ -72,18 +72,10 @@ class Publisher:
         self.client.loop_stop()
 
 
-def mqtt_device(property, fmt: str, key: str | None = None) -> MqttDevice:
-    """A device row as prepaid registers it (credentials are not what these tests are about)."""
-    return MqttDevice.objects.create(
-        organisation=property.organisation,
-        property=property,
-        name=unique(fmt),
-        format=fmt,
-        key=key or unique(fmt),
-        username=unique("dev"),
-        password_hash="$7$101$test$test",
-        credentials_rotated_at=property.created_at,
-    )
+def mqtt_device(property, fmt: str) -> MqttDevice:
+    """A device registered through the service, with a key no other test run on the shared
+    broker uses."""
+    return factories.MqttDeviceFactory(property=property, format=fmt, key=unique(fmt))
 
 
 def mqtt_meter(property, device: MqttDevice, *, channel: int = 0, sml_key: str = "", **kwargs):
