@@ -4,12 +4,19 @@ import sys
 
 from bench.harness import setup_django
 
-BENCHMARKS = ["charging", "topups", "polling", "poller-memory", "command-latency"]
+BENCHMARKS = [
+    "charging",
+    "topups",
+    "polling",
+    "poller-memory",
+    "command-latency",
+    "mqtt-ingest",
+]
 
 
 def main(names: list[str]) -> None:
     setup_django()
-    from bench import modbus, money
+    from bench import modbus, money, mqtt
 
     available = {
         "charging": money.bench_charging,
@@ -17,6 +24,7 @@ def main(names: list[str]) -> None:
         "polling": modbus.bench_polling,
         "poller-memory": modbus.bench_poller_memory,
         "command-latency": modbus.bench_command_latency,
+        "mqtt-ingest": mqtt.bench_mqtt_ingest,
     }
     for name in names or BENCHMARKS:
         available[name]().report()
