@@ -21,6 +21,7 @@ from billing.services import topup_record
 from meters import services as meters
 from meters.load_profile import register_series
 from meters.models import Gateway, Meter, MeterProfile, Reading
+from meters.mqtt_devices import mqtt_device_create
 from meters.services import builtin_profiles_sync
 from meters.simulator import write_state_file
 from prepaid.scoping import Role
@@ -106,6 +107,7 @@ def demo_seed() -> Organisation:
     properties = {spec["code"]: _seed_property(organisation, spec) for spec in PROPERTIES}
     _seed_tariffs(properties, since=timezone.now() - timedelta(days=90))
     _seed_gateways(properties)
+    _seed_mqtt_devices(properties)
     _seed_staff(organisation, properties)
     _seed_tenant_login(organisation)
     _seed_superuser()
@@ -316,6 +318,10 @@ def _simulate_topups(start, days: int) -> int:
 SIMULATOR_GATEWAYS = {"RSG": 1, "KLC": 2}
 SIMULATOR_BASE_PORT = 15020
 SIMULATOR_STATE = "simulator-state.json"
+# And these meters report over MQTT instead, one device per dialect with a relay: the last
+# units of the property, which `simulate_meters --mqtt` runs as devices.
+MQTT_DEVICES = {"KLC": ["native", "tasmota", "shelly", "zigbee2mqtt"]}
+MQTT_SIMULATOR_STATE = "mqtt-simulator-state.json"
 
 
 def _seed_gateways(properties: dict[str, Property]) -> None:
@@ -333,11 +339,29 @@ def _seed_gateways(properties: dict[str, Property]) -> None:
                 port=SIMULATOR_BASE_PORT + number - 1,
                 timeout_ms=500,
             )
-        for unit_id, meter in enumerate(_demo_meters(prop), start=1):
+        mqtt_count = len(MQTT_DEVICES.get(code, []))
+        modbus_meters = _demo_meters(prop)[: -mqtt_count or None]
+        for unit_id, meter in enumerate(modbus_meters, start=1):
             if meter.gateway_id is None:
                 meters.meter_connect(
                     meter=meter, actor=None, gateway=gateway, modbus_unit=unit_id, profile=profile
                 )
+
+
+def _seed_mqtt_devices(properties: dict[str, Property]) -> None:
+    for code, formats in MQTT_DEVICES.items():
+        prop = properties[code]
+        for fmt, meter in zip(formats, _demo_meters(prop)[-len(formats) :], strict=True):
+            if meter.mqtt_device_id is not None:
+                continue
+            device, _password = mqtt_device_create(
+                property=prop,
+                actor=None,
+                name=f"{code} {meter.unit.name} {fmt}",
+                format=fmt,
+                key=f"demo-{code.lower()}-{meter.unit.name}",
+            )
+            meters.meter_connect_mqtt(meter=meter, actor=None, device=device)
 
 
 def _demo_meters(prop: Property) -> list[Meter]:
@@ -348,18 +372,31 @@ def _demo_meters(prop: Property) -> list[Meter]:
     )
 
 
-def demo_simulator_state(path) -> int:
-    """Start the simulated meters where the demo's history ends, so their registers carry on
-    instead of running backwards. Leaves an existing state file (a running demo's) alone."""
+def demo_simulator_state(folder) -> int:
+    """Start the simulated meters and MQTT devices where the demo's history ends, so their
+    registers carry on instead of running backwards. Leaves existing state files (a running
+    demo's) alone."""
+    demo_meters = Meter.objects.filter(organisation__slug=DEMO_SLUG, removed_at__isnull=True)
+    modbus = {
+        f"{SIMULATOR_GATEWAYS[meter.unit.property.code]}:{meter.modbus_unit}": meter
+        for meter in demo_meters.filter(gateway__isnull=False).select_related("unit__property")
+    }
+    mqtt = {
+        f"mqtt:{meter.mqtt_device.format}:{meter.mqtt_device.key}:{meter.mqtt_channel}": meter
+        for meter in demo_meters.filter(mqtt_device__isnull=False).select_related("mqtt_device")
+    }
+    return _state_file(folder / SIMULATOR_STATE, modbus) + _state_file(
+        folder / MQTT_SIMULATOR_STATE, mqtt
+    )
+
+
+def _state_file(path, meters_by_key: dict[str, Meter]) -> int:
     if path.exists():
         return 0
     registers = {}
-    for code, number in SIMULATOR_GATEWAYS.items():
-        for meter in Meter.objects.filter(
-            organisation__slug=DEMO_SLUG, unit__property__code=code, gateway__isnull=False
-        ):
-            last = meter.readings.order_by("-taken_at").first()
-            if last is not None:
-                registers[f"{number}:{meter.modbus_unit}"] = (last.register, True)
+    for key, meter in meters_by_key.items():
+        last = meter.readings.order_by("-taken_at").first()
+        if last is not None:
+            registers[key] = (last.register, True)
     write_state_file(path, registers)
     return len(registers)

@@ -77,8 +77,15 @@ def test_the_simulated_meters_carry_on_from_the_demo_history(settings, tmp_path)
     call_command("seed_demo")
     call_command("simulate_demo", "--days", "1")
     state = json.loads((tmp_path / "simulator-state.json").read_text())["meters"]
-    assert len(state) == 40
+    assert len(state) == 36
     meter = Meter.objects.get(serial="RSG-E-101")
     last = meter.readings.order_by("-taken_at").first()
     assert (meter.gateway.port, meter.modbus_unit) == (15020, 1)
     assert Decimal(state["1:1"]["energy_kwh"]) == last.register
+    mqtt_state = json.loads((tmp_path / "mqtt-simulator-state.json").read_text())["meters"]
+    plug = Meter.objects.select_related("mqtt_device").get(serial="KLC-E-403")
+    assert (plug.gateway, plug.mqtt_device.format) == (None, "shelly")
+    assert len(mqtt_state) == 4
+    last = plug.readings.order_by("-taken_at").first()
+    key = f"mqtt:shelly:{plug.mqtt_device.key}:0"
+    assert Decimal(mqtt_state[key]["energy_kwh"]) == last.register

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from meters.models import Reading
-from prepaid.demo import SIMULATOR_STATE, demo_exists, demo_simulate, demo_simulator_state
+from prepaid.demo import demo_exists, demo_simulate, demo_simulator_state
 
 
 class Command(BaseCommand):
@@ -25,5 +25,5 @@ class Command(BaseCommand):
             f"Simulated {days} days: {counts['readings']} readings ({counts['charged']} charged), "
             f"{counts['standing']} standing charges, {counts['topups']} top-ups."
         )
-        if demo_simulator_state(settings.VAR_DIR / SIMULATOR_STATE):
+        if demo_simulator_state(settings.VAR_DIR):
             self.stdout.write("The simulated meters will carry on from there.")
