@@ -81,7 +81,6 @@ class IngestService:
         self._inbox: queue.Queue[_Delivery] = queue.Queue()
         self.protocol = mqtt.MQTTv5
         self._client = self._make_client()
-        self._downgrade = threading.Event()
         self._last_heartbeat = 0.0
         self._directory = DeviceDirectory()
 
@@ -103,11 +102,6 @@ class IngestService:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         try:
-            if reason_code.value == _UNSUPPORTED_PROTOCOL_VERSION and self.protocol == mqtt.MQTTv5:
-                # The embedded demo broker (amqtt) speaks only MQTT 3.1.1, where a persistent
-                # session is clean_session=False; the main thread reconnects that way.
-                self._downgrade.set()
-                return
             if reason_code.is_failure:
                 log.error("mqtt ingest: the broker refused the connection: %s", reason_code)
                 return
@@ -153,24 +147,50 @@ class IngestService:
         )
         self._client.loop_start()
 
-    def _downgrade_if_asked(self) -> None:
-        if not self._downgrade.is_set():
-            return
-        self._downgrade.clear()
-        log.warning("mqtt ingest: the broker has no MQTT 5; using MQTT 3.1.1")
-        self._client.disconnect()
-        self._client.loop_stop()
-        self.protocol = mqtt.MQTTv311
-        self._client = self._make_client()
-        self.start()
+    def _negotiate_protocol(self, stop: threading.Event) -> bool:
+        """MQTT 5 unless the broker refuses it, as the embedded demo broker (amqtt) does; in
+        MQTT 3.1.1 a persistent session is clean_session=False. False if stopped meanwhile."""
+        backoff = 0.5
+        while not stop.is_set():
+            answer = self._probe()
+            if answer == _UNSUPPORTED_PROTOCOL_VERSION:
+                log.warning("mqtt ingest: the broker has no MQTT 5; using MQTT 3.1.1")
+                self.protocol = mqtt.MQTTv311
+                self._client = self._make_client()
+            if answer is not None:
+                return True
+            stop.wait(backoff)
+            backoff = min(backoff * 2, _LONGEST_BACKOFF_S)
+        return False
+
+    def _probe(self) -> int | None:
+        """The broker's answer to a plain MQTT 5 CONNECT (amqtt leaves one with properties
+        unanswered), or None when no broker answers."""
+        answers: queue.Queue[int] = queue.Queue()
+        probe = make_client(f"{self.settings.client_id}-probe", self._address)
+        probe.on_connect = lambda client, userdata, flags, code, props: answers.put(code.value)
+        try:
+            probe.connect(self._address.host, self._address.port, keepalive=10)
+        except OSError as error:
+            log.warning("mqtt ingest: no broker at %s (%s)", self._address.host, error)
+            return None
+        probe.loop_start()
+        try:
+            return answers.get(timeout=10)
+        except queue.Empty:
+            return None
+        finally:
+            probe.disconnect()
+            probe.loop_stop()
 
     def run(self, stop: threading.Event) -> None:
         """Take, store and acknowledge batches until `stop` is set; then store and acknowledge
         what has already arrived, and disconnect, keeping the session for the next start."""
+        if not self._negotiate_protocol(stop):
+            return
         self.start()
         try:
             while not stop.is_set():
-                self._downgrade_if_asked()
                 self._beat()
                 batch = self._take(wait=True)
                 if batch:

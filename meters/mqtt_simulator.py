@@ -784,7 +784,7 @@ class MqttSimulator:
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"{self.client_id_prefix}-{spec.format.value}-{spec.key}",
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv311,  # what Tasmota, Shelly and most meters speak
             userdata=device,
         )
         if spec.username:
