@@ -26,7 +26,6 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from meters.mqtt_client import BrokerAddress, make_client
 from meters.mqtt_ingest import (
@@ -108,7 +107,7 @@ class IngestService:
             self.totals.connected = True
             log.info("mqtt ingest: connected (session present: %s)", flags.session_present)
             # Subscribing again is harmless with a kept session and needed without one.
-            client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in SUBSCRIPTIONS])
+            client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])
         except Exception:
             log.exception("mqtt ingest: on_connect failed")
 

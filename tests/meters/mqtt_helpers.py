@@ -35,11 +35,13 @@ def unique(prefix: str) -> str:
 
 
 @contextmanager
-def running_ingest(client_id: str | None = None, **overrides):
+def running_ingest(client_id: str | None = None, *, address=None, **overrides):
     """The ingest service in a thread, with a session of its own that the broker forgets soon
     after the test."""
     options = {"session_expiry_s": 120, "flush_ms": 50, **overrides}
-    service = IngestService(broker(), Settings(client_id=client_id or unique("ingest"), **options))
+    service = IngestService(
+        address or broker(), Settings(client_id=client_id or unique("ingest"), **options)
+    )
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()

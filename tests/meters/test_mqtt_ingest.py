@@ -4,17 +4,20 @@ bad input, and the persistent session."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from datetime import timedelta
 from decimal import Decimal
 
+import paho.mqtt.client as mqtt
 import pytest
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from meters.models import Alarm, Meter, MqttRejection, Reading
+from meters.mqtt_client import BrokerAddress, make_client
 from tests.meters.mqtt_helpers import (
     Publisher,
     mqtt_device,
@@ -250,3 +253,48 @@ def test_sigterm_stores_what_arrived_and_exits_cleanly(property_a1, publisher):
         process.send_signal(signal.SIGTERM)
         _, errors = process.communicate(timeout=30)
     assert process.returncode == 0, errors.decode()[-2000:]
+
+
+def test_with_the_embedded_demo_broker_ingest_falls_back_to_mqtt_3_1_1(property_a1):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"mqtt://127.0.0.1:{port}"
+    broker = subprocess.Popen(
+        [sys.executable, "manage.py", "mqtt_broker"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "MQTT_URL": url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    meter = mqtt_meter(property_a1, mqtt_device(property_a1, "native"))
+    address = BrokerAddress.from_url(url)
+    try:
+        wait_for(lambda: _accepts(port))
+        device = make_client(unique("device"), address, protocol=mqtt.MQTTv311)
+        device.connect(address.host, address.port)
+        device.loop_start()
+        body = json.dumps({"ts": timezone.now().isoformat(), "energy_kwh": 4})
+        with running_ingest(address=address) as service:
+            wait_for(
+                lambda: (
+                    device.publish(f"meters/{meter.mqtt_device.key}/telemetry", body, qos=1)
+                    and _registers(meter)
+                ),
+                interval=0.3,
+            )
+        device.disconnect()
+        device.loop_stop()
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)
+    assert service.protocol == mqtt.MQTTv311
+    assert _registers(meter) == [Decimal(4)]
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
