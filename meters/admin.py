@@ -8,6 +8,7 @@ from meters.models import (
     MeterProfile,
     MeterRejection,
     MqttDevice,
+    MqttRejection,
     Reading,
     RelayCommand,
     VacantConsumption,
@@ -79,6 +80,16 @@ class RelayCommandAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "meter", "close", "state", "attempts", "reason", "last_error"]
     list_filter = ["state", "close"]
     list_select_related = ["meter"]
+
+
+@admin.register(MqttRejection)
+class MqttRejectionAdmin(ReadOnlyAdmin):
+    """Dropped MQTT messages per source and reason, unknown devices and topics included."""
+
+    list_display = ["source", "reason", "count", "device", "first_at", "last_at"]
+    list_filter = ["reason"]
+    search_fields = ["source", "example"]
+    list_select_related = ["device"]
 
 
 @admin.register(MeterRejection)

@@ -16,6 +16,7 @@ from meters.models import (
     MeterProfile,
     MeterRejection,
     MqttDevice,
+    MqttRejection,
     Reading,
     RelayCommand,
 )
@@ -327,16 +328,24 @@ class MqttTopicGrantOut(serializers.Serializer):
     topic = serializers.CharField()
 
 
+class MqttRejectionOut(serializers.ModelSerializer):
+    class Meta:
+        model = MqttRejection
+        fields = ["reason", "count", "example", "first_at", "last_at"]
+
+
 class MqttDeviceOut(serializers.ModelSerializer):
     id = serializers.UUIDField(source="uuid", read_only=True)
     property = serializers.UUIDField(source="property.uuid", read_only=True)
     # What to configure on the device: the topics its login may use, and how.
     topics = serializers.SerializerMethodField()
+    # Messages it sent that could not be used, counted per reason.
+    rejections = MqttRejectionOut(many=True, read_only=True)
 
     class Meta:
         model = MqttDevice
         fields = [
-            "id", "property", "name", "format", "key", "username", "topics",
+            "id", "property", "name", "format", "key", "username", "topics", "rejections",
             "credentials_rotated_at", "online", "last_seen_at", "created_at", "updated_at",
         ]  # fmt: skip
 
@@ -382,7 +391,7 @@ class MqttDeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
     """Devices with their own broker login. The password appears once, in the answer to create
     or rotate-credentials; the broker learns it at the next `mqtt_auth_export`."""
 
-    queryset = MqttDevice.objects.select_related("property")
+    queryset = MqttDevice.objects.select_related("property").prefetch_related("rejections")
     serializer_class = MqttDeviceOut
     filterset_class = MqttDeviceFilter
     search_fields = ["name", "key", "username"]
