@@ -40,6 +40,7 @@ class MeterOut(serializers.ModelSerializer):
     property = serializers.UUIDField(source="unit.property.uuid", read_only=True, allow_null=True)
     gateway = serializers.UUIDField(source="gateway.uuid", read_only=True, allow_null=True)
     profile = serializers.UUIDField(source="profile.uuid", read_only=True, allow_null=True)
+    mqtt_device = serializers.UUIDField(source="mqtt_device.uuid", read_only=True, allow_null=True)
     # What the meter sent that could not be used, counted per reason.
     rejections = MeterRejectionOut(many=True, read_only=True)
 
@@ -47,9 +48,9 @@ class MeterOut(serializers.ModelSerializer):
         model = Meter
         fields = [
             "id", "serial", "utility", "register_unit", "has_relay", "unit", "property",
-            "installed_at", "removed_at", "gateway", "modbus_unit", "profile", "online",
-            "last_seen_at", "relay_closed", "relay_confirmed_at", "rejections", "created_at",
-            "updated_at",
+            "installed_at", "removed_at", "gateway", "modbus_unit", "profile", "mqtt_device",
+            "mqtt_channel", "mqtt_sml_key", "online", "last_seen_at", "relay_closed",
+            "relay_confirmed_at", "rejections", "created_at", "updated_at",
         ]  # fmt: skip
 
 
@@ -92,6 +93,12 @@ class MeterConnectIn(serializers.Serializer):
     profile = ScopedRelatedField(queryset=MeterProfile.objects.all(), allow_null=True)
 
 
+class MeterConnectMqttIn(serializers.Serializer):
+    device = ScopedRelatedField(queryset=MqttDevice.objects.all())
+    channel = serializers.IntegerField(min_value=0, max_value=31, default=0)
+    sml_key = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+
+
 class MeterFilter(filters.FilterSet):
     property = filters.UUIDFilter(field_name="unit__property__uuid")
     unit = filters.UUIDFilter(field_name="unit__uuid")
@@ -109,7 +116,7 @@ class MeterFilter(filters.FilterSet):
 
 class MeterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     queryset = Meter.objects.select_related(
-        "unit__property", "gateway", "profile"
+        "unit__property", "gateway", "profile", "mqtt_device"
     ).prefetch_related("rejections")
     serializer_class = MeterOut
     filterset_class = MeterFilter
@@ -144,6 +151,14 @@ class MeterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
     def connect(self, request, id):
         meter = services.meter_connect(
             meter=self.get_object(), actor=request.user, **self.validated(MeterConnectIn)
+        )
+        return Response(MeterOut(meter).data)
+
+    @extend_schema(request=MeterConnectMqttIn, responses=MeterOut)
+    @action(detail=True, methods=["post"], url_path="connect-mqtt")
+    def connect_mqtt(self, request, id):
+        meter = services.meter_connect_mqtt(
+            meter=self.get_object(), actor=request.user, **self.validated(MeterConnectMqttIn)
         )
         return Response(MeterOut(meter).data)
 

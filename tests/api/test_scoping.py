@@ -139,6 +139,7 @@ WRITES = {
     ("remove", "post"): {"reason": "faulty"},
     ("reverse", "post"): {"reason": "x"},
     ("connect", "post"): {"modbus_unit": 1},
+    ("connect_mqtt", "post"): {"channel": 0},
     ("acknowledge", "post"): {"note": "seen"},
     ("resolve", "post"): {"note": "fixed"},
     ("rotate_credentials", "post"): {},
