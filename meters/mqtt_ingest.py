@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, OuterRef, Prefetch, Q, Subquery
 from django.utils import timezone
 
@@ -104,11 +105,24 @@ class DeviceDirectory:
         return {key: device for key in keys if (device := self._known[key][1]) is not None}
 
 
+class _Row(NamedTuple):
+    """A reading to store, in the column order of _READINGS_COPY."""
+
+    meter_id: int
+    taken_at: datetime
+    register: Decimal
+    power_w: float | None
+    voltage_v: float | None
+    current_a: float | None
+    relay_closed: bool | None
+    received_at: datetime
+
+
 @dataclass
 class _Batch:
     result: BatchResult = field(default_factory=BatchResult)
-    readings: dict[tuple[int, datetime], Reading] = field(default_factory=dict)
-    undated: dict[int, Reading] = field(default_factory=dict)
+    readings: dict[tuple[int, datetime], _Row] = field(default_factory=dict)
+    undated: dict[int, _Row] = field(default_factory=dict)
     rejections: dict[tuple[str, str], tuple[int | None, int, str]] = field(default_factory=dict)
     seen_devices: dict[int, datetime] = field(default_factory=dict)
     seen_meters: dict[int, datetime] = field(default_factory=dict)
@@ -182,16 +196,15 @@ def _message(batch: _Batch, device: _Device, message: Message) -> None:
 
 def _telemetry(batch: _Batch, meter_id: int, telemetry: Telemetry, received_at: datetime) -> None:
     batch.seen_meters[meter_id] = received_at
-    reading = Reading(
-        meter_id=meter_id,
-        taken_at=telemetry.taken_at or received_at,
-        register=telemetry.register,
-        power_w=_float(telemetry.power_w),
-        voltage_v=_float(telemetry.voltage_v),
-        current_a=_float(telemetry.current_a),
-        relay_closed=telemetry.relay_closed,
-        source=Reading.Source.MQTT,
-        received_at=received_at,
+    reading = _Row(
+        meter_id,
+        telemetry.taken_at or received_at,
+        telemetry.register,
+        _float(telemetry.power_w),
+        _float(telemetry.voltage_v),
+        _float(telemetry.current_a),
+        telemetry.relay_closed,
+        received_at,
     )
     if telemetry.taken_at is None:
         # Without the device's own timestamp a redelivered message cannot be told from a new
@@ -212,22 +225,60 @@ def _float(value: Decimal | None) -> float | None:
 
 def _store(batch: _Batch) -> None:
     result = batch.result
-    candidates = list(batch.readings.values()) + _changed_undated(batch.undated)
-    known = set(
-        Reading.objects.filter(
-            meter_id__in={reading.meter_id for reading in candidates},
-            taken_at__in={reading.taken_at for reading in candidates},
-        ).values_list("meter_id", "taken_at")
-    )
-    fresh = [r for r in candidates if (r.meter_id, r.taken_at) not in known]
-    # The ingest service is the only writer of MQTT readings, so what was not there a moment
-    # ago is what this insert adds; ignore_conflicts covers a reading another source stored.
-    Reading.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=2000)
-    result.readings = len(fresh)
-    result.duplicates = len(batch.readings) + len(batch.undated) - len(fresh)
+    rows = list(batch.readings.values()) + _changed_undated(batch.undated)
+    result.readings = _readings_insert(rows)
+    result.duplicates = len(batch.readings) + len(batch.undated) - result.readings
     _seen(batch.seen_meters, batch.seen_devices)
     _statuses_apply(batch.statuses)
     _rejections_count(batch.rejections, now=timezone.now())
+
+
+# The busiest write there is (make bench mqtt-ingest): on PostgreSQL the batch is copied into a
+# temporary table and inserted from there, skipping what is already stored, in two statements
+# whatever its size.
+_READINGS_TABLE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS mqtt_readings_batch (
+    meter_id bigint, taken_at timestamptz, register numeric, power_w double precision,
+    voltage_v double precision, current_a double precision, relay_closed boolean,
+    received_at timestamptz
+) ON COMMIT DELETE ROWS
+"""
+_READINGS_COPY = (
+    "COPY mqtt_readings_batch (meter_id, taken_at, register, power_w, voltage_v, current_a, "
+    "relay_closed, received_at) FROM STDIN"
+)
+_READINGS_INSERT = """
+INSERT INTO meters_reading (meter_id, taken_at, register, power_w, voltage_v, current_a,
+                            relay_closed, received_at, source, status, reason)
+SELECT DISTINCT ON (meter_id, taken_at) meter_id, taken_at, register, power_w, voltage_v,
+       current_a, relay_closed, received_at, 'mqtt', 'new', ''
+FROM mqtt_readings_batch
+ON CONFLICT (meter_id, taken_at) DO NOTHING
+"""
+
+
+def _readings_insert(rows: list[_Row]) -> int:
+    """Store the readings not stored yet; how many that was."""
+    if not rows:
+        return 0
+    if connection.vendor != "postgresql":
+        readings = [Reading(**row._asdict(), source=Reading.Source.MQTT) for row in rows]
+        known = set(
+            Reading.objects.filter(
+                meter_id__in={row.meter_id for row in rows},
+                taken_at__in={row.taken_at for row in rows},
+            ).values_list("meter_id", "taken_at")
+        )
+        fresh = [r for r in readings if (r.meter_id, r.taken_at) not in known]
+        Reading.objects.bulk_create(fresh, ignore_conflicts=True)
+        return len(fresh)
+    with connection.cursor() as cursor:
+        cursor.execute(_READINGS_TABLE)
+        with cursor.copy(_READINGS_COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(_READINGS_INSERT)
+        return cursor.rowcount
 
 
 def _seen(meters: dict[int, datetime], devices: dict[int, datetime]) -> None:
@@ -252,7 +303,7 @@ def _seen(meters: dict[int, datetime], devices: dict[int, datetime]) -> None:
     ).update(last_seen_at=seen, online=True, missed_polls=0)
 
 
-def _changed_undated(undated: dict[int, Reading]) -> list[Reading]:
+def _changed_undated(undated: dict[int, _Row]) -> list[_Row]:
     if not undated:
         return []
     latest = dict(
