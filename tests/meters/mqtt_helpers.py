@@ -1,5 +1,8 @@
 """Running the ingest service and publishing to the real Mosquitto from tests."""
 
+import shutil
+import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -85,3 +88,38 @@ def mqtt_meter(property, device: MqttDevice, *, channel: int = 0, sml_key: str =
     return services.meter_connect_mqtt(
         meter=meter, actor=None, device=device, channel=channel, sml_key=sml_key
     )
+
+
+class Mosquitto:
+    """A Mosquitto of the test's own on a free port, that the test may restart. It keeps no
+    sessions across a restart (persistence false), like a broker that lost its disk."""
+
+    def __init__(self, folder) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.config = folder / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        self.address = BrokerAddress.from_url(f"mqtt://127.0.0.1:{self.port}")
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(  # noqa: S603 - the machine's mosquitto, our config
+            [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._accepts)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+
+    def _accepts(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True

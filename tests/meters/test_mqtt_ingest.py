@@ -19,6 +19,7 @@ from django.utils import timezone
 from meters.models import Alarm, Meter, MqttRejection, Reading
 from meters.mqtt_client import BrokerAddress, make_client
 from tests.meters.mqtt_helpers import (
+    Mosquitto,
     Publisher,
     mqtt_device,
     mqtt_meter,
@@ -298,3 +299,33 @@ def _accepts(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_after_the_broker_restarts_the_ingest_reconnects_and_subscribes_again(
+    property_a1, tmp_path
+):
+    meter = mqtt_meter(property_a1, mqtt_device(property_a1, "native"))
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    try:
+        with running_ingest(address=broker.address) as service:
+            broker.stop()
+            wait_for(lambda: not service.totals.connected)
+            broker.start()
+            device = make_client(unique("device"), broker.address, protocol=mqtt.MQTTv311)
+            device.connect(broker.address.host, broker.address.port)
+            device.loop_start()
+            body = json.dumps({"ts": timezone.now().isoformat(), "energy_kwh": 8})
+            wait_for(
+                lambda: (
+                    device.publish(f"meters/{meter.mqtt_device.key}/telemetry", body, qos=1)
+                    and _registers(meter)
+                ),
+                timeout=60,
+                interval=0.5,
+            )
+            device.disconnect()
+            device.loop_stop()
+    finally:
+        broker.stop()
+    assert _registers(meter) == [Decimal(8)]
