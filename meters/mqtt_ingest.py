@@ -127,6 +127,7 @@ class _Batch:
     seen_devices: dict[int, datetime] = field(default_factory=dict)
     seen_meters: dict[int, datetime] = field(default_factory=dict)
     statuses: dict[int, bool] = field(default_factory=dict)
+    flags: dict[int, tuple[str, ...]] = field(default_factory=dict)
     relays: list[tuple[int, bool, str | None]] = field(default_factory=list)
 
     def reject(self, source: str, device_id: int | None, reason: str, example: str) -> None:
@@ -215,6 +216,8 @@ def _telemetry(batch: _Batch, meter_id: int, telemetry: Telemetry, received_at: 
         batch.readings.setdefault((meter_id, reading.taken_at), reading)
     if telemetry.relay_closed is not None:
         batch.relays.append((meter_id, telemetry.relay_closed, None))
+    if telemetry.flags:
+        batch.flags[meter_id] = telemetry.flags
 
 
 def _float(value: Decimal | None) -> float | None:
@@ -230,7 +233,20 @@ def _store(batch: _Batch) -> None:
     result.duplicates = len(batch.readings) + len(batch.undated) - result.readings
     _seen(batch.seen_meters, batch.seen_devices)
     _statuses_apply(batch.statuses)
+    _flags_raise(batch.flags)
     _rejections_count(batch.rejections, now=timezone.now())
+
+
+def _flags_raise(flags: dict[int, tuple[str, ...]]) -> None:
+    """A meter's own alarm flags (cover open, reverse connection...) open a tamper alarm; one
+    already open for the meter is not opened again."""
+    for meter in Meter.objects.filter(pk__in=flags).select_related("unit"):
+        alarm_raise(
+            meter=meter,
+            kind=Alarm.Kind.TAMPER,
+            severity=Alarm.Severity.CRITICAL,
+            message=f"Meter {meter.serial} reports: {', '.join(flags[meter.pk])}.",
+        )
 
 
 # The busiest write there is (make bench mqtt-ingest): on PostgreSQL the batch is copied into a

@@ -9,7 +9,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meters.models import MqttRejection, Reading
+from meters.models import Alarm, MqttRejection, Reading
 from meters.mqtt_ingest import Message, messages_ingest
 from tests.meters.mqtt_helpers import mqtt_device, mqtt_meter
 
@@ -31,6 +31,17 @@ def test_staff_see_their_devices_dropped_messages_by_reason(property_a1, api_as,
     body = api_as(owner_a).get(reverse("mqtt-device-detail", args=[device.uuid])).json()
     counts = {row["reason"]: row["count"] for row in body["rejections"]}
     assert counts == {"invalid json": 2, "wrong type": 1}
+
+
+def test_a_meters_own_alarm_flags_open_one_tamper_alarm(property_a1):
+    device = mqtt_device(property_a1, "native")
+    meter = mqtt_meter(property_a1, device)
+    body = json.dumps({"energy_kwh": 5, "alarms": ["cover_open", "reverse"]}).encode()
+    for _ in range(2):
+        messages_ingest(messages=[_message(f"meters/{device.key}/telemetry", body)])
+    alarm = Alarm.objects.get(meter=meter)
+    assert (alarm.kind, alarm.severity) == (Alarm.Kind.TAMPER, Alarm.Severity.CRITICAL)
+    assert "cover_open, reverse" in alarm.message
 
 
 def test_counts_add_up_across_batches(property_a1):
