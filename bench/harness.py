@@ -63,3 +63,22 @@ class Result:
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"{self.name.replace(' ', '_')}.json"
         path.write_text(json.dumps({**asdict(self), "ratio": self.ratio}, indent=2) + "\n")
+
+
+def bench_property(code: str, name: str):
+    """A property of the shared "Bench" organisation in Shanghai, made through the services."""
+    from accounts import services as accounts
+    from accounts.models import Organisation
+
+    organisation = Organisation.objects.filter(slug="bench").first() or (
+        accounts.organisation_create(name="Bench", slug="bench")
+    )
+    return accounts.property_create(
+        organisation=organisation,
+        actor=None,
+        name=name,
+        code=code,
+        time_zone="Asia/Shanghai",
+        currency="CNY",
+        country="CN",
+    )

@@ -16,7 +16,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.harness import Result, stopwatch
+from bench.harness import Result, bench_property, stopwatch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,25 +64,14 @@ def _fleet(gateways: int, per_gateway: int, base_port: int, code: str):
     are not what is measured here)."""
     from django.utils import timezone
 
-    from accounts import services as accounts
-    from accounts.models import Organisation, Unit
+    from accounts.models import Unit
     from meters.models import Gateway, Meter, MeterProfile
     from meters.services import builtin_profiles_sync
 
     builtin_profiles_sync()
     profile = MeterProfile.objects.get(organisation__isnull=True, name="prepaid_sim_relay")
-    organisation = Organisation.objects.filter(slug="bench").first() or (
-        accounts.organisation_create(name="Bench", slug="bench")
-    )
-    prop = accounts.property_create(
-        organisation=organisation,
-        actor=None,
-        name=f"Modbus {code}",
-        code=code,
-        time_zone="Asia/Shanghai",
-        currency="CNY",
-        country="CN",
-    )
+    prop = bench_property(code, f"Modbus {code}")
+    organisation = prop.organisation
     now = timezone.now()
     made = Gateway.objects.bulk_create(
         Gateway(

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from bench.harness import Result, stopwatch
+from bench.harness import Result, bench_property, stopwatch
 
 METERS = 1000
 READINGS_PER_METER = 96  # a day at 15 minutes
@@ -36,22 +36,9 @@ TOU_TIERED = {
 
 
 def _property(code: str):
-    from accounts import services as accounts
-    from accounts.models import Organisation
     from tariffs.services import tariff_create
 
-    organisation = Organisation.objects.filter(slug="bench").first() or (
-        accounts.organisation_create(name="Bench", slug="bench")
-    )
-    prop = accounts.property_create(
-        organisation=organisation,
-        actor=None,
-        name=f"Bench {code}",
-        code=code,
-        time_zone="Asia/Shanghai",
-        currency="CNY",
-        country="CN",
-    )
+    prop = bench_property(code, f"Bench {code}")
     tariff_create(
         property=prop,
         utility="electricity",

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.harness import Result, stopwatch
+from bench.harness import Result, bench_property, stopwatch
 
 DEVICES = 1000
 MESSAGES_PER_DEVICE = 30
@@ -28,23 +28,11 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 def _devices(prefix: str) -> list[str]:
     """DEVICES native devices, each with an installed meter on its channel 0."""
-    from accounts import services as accounts
-    from accounts.models import Organisation
     from meters.models import Meter, MqttDevice
     from meters.mqtt_devices import mqtt_password_hash
 
-    organisation = Organisation.objects.filter(slug="bench").first() or (
-        accounts.organisation_create(name="Bench", slug="bench")
-    )
-    prop = accounts.property_create(
-        organisation=organisation,
-        actor=None,
-        name=f"Bench MQTT {prefix}",
-        code=prefix,
-        time_zone="Asia/Shanghai",
-        currency="CNY",
-        country="CN",
-    )
+    prop = bench_property(prefix, f"Bench MQTT {prefix}")
+    organisation = prop.organisation
     now = datetime.now(UTC)
     # Benchmark devices never log in: one throwaway credential for all of them.
     password_hash = mqtt_password_hash(secrets.token_urlsafe(16))

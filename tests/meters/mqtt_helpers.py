@@ -15,18 +15,7 @@ from meters.models import MqttDevice
 from meters.mqtt_client import BrokerAddress, make_client
 from meters.mqtt_service import IngestService, Settings
 from tests import factories
-
-
-def wait_for(condition, *, timeout: float = 15.0, interval: float = 0.05):
-    """Poll until `condition()` is truthy; its value, or an AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout} s waiting for {condition}")
-        time.sleep(interval)
+from tests.waiting import wait_for
 
 
 def broker() -> BrokerAddress:

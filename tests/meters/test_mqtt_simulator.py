@@ -9,9 +9,8 @@ behind are cleared after it.
 import json
 import os
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from meters.mqtt_simulator import DeviceSpec, MqttSimulator, parse_device_ids
 from meters.protocols.mqtt_formats import Ack, Format, Status, Telemetry, parse
 from meters.protocols.mqtt_topics import relay_command
 from meters.simulator import write_state_file
+from tests.waiting import wait_for
 
 BROKER = urlsplit(os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"))
 HOST, PORT = BROKER.hostname or "127.0.0.1", BROKER.port or 1883
@@ -55,18 +55,6 @@ DEVICE_TOPICS = {
 
 def unique_key(label: str) -> str:
     return f"sim{label}{uuid.uuid4().hex[:10]}"
-
-
-def wait_for(condition: Callable[[], object], *, timeout: float = DEADLINE) -> object:
-    """Poll until `condition()` is truthy and return its value; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout} s waiting for {condition}")
-        time.sleep(0.02)
 
 
 @dataclass(frozen=True)
