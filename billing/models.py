@@ -12,6 +12,7 @@ next charge and never dropped or invented (see `billing.services.charges_post`).
 """
 
 import uuid
+from datetime import time
 
 from django.conf import settings
 from django.db import models
@@ -352,3 +353,78 @@ class TierUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.utility} {self.month}: {self.quantity}"
+
+
+def default_warning_levels() -> list[str]:
+    return ["50", "20", "10"]
+
+
+class BalancePolicy(models.Model):
+    """A property's prepaid rules: when supply is cut off and restored, and when it never is
+    cut off automatically. A property without a row uses these defaults."""
+
+    property = models.OneToOneField(
+        "accounts.Property", on_delete=models.CASCADE, related_name="balance_policy"
+    )
+    # Balances, in the property's currency, at which tenants are warned as they fall through.
+    warning_levels = models.JSONField(default=default_warning_levels)
+    # Cut off at or below this balance; below zero is emergency credit.
+    cutoff_threshold = amount_field(default=0)
+    # Restore once the balance is above this again.
+    restore_threshold = amount_field(default=0)
+    # How long a balance must stay at or below the threshold before the cut-off.
+    grace_minutes = models.PositiveIntegerField(default=0)
+    # Local daily hours when nobody is cut off (wrapping midnight when `to` comes first).
+    protected_from = models.TimeField(null=True, blank=True, default=time(18))
+    protected_to = models.TimeField(null=True, blank=True, default=time(8))
+    protect_weekends = models.BooleanField(default=False)
+    # The property's public holidays and its own days off.
+    protect_holidays = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "balance policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(restore_threshold__gte=models.F("cutoff_threshold")),
+                name="balance_policy_restore_above_cutoff",
+            ),
+            models.CheckConstraint(
+                condition=Q(protected_from__isnull=True, protected_to__isnull=True)
+                | Q(protected_from__isnull=False, protected_to__isnull=False),
+                name="balance_policy_hours_paired",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"cut off at {self.cutoff_threshold}, restore above {self.restore_threshold}"
+
+
+class CutoffDecision(models.Model):
+    """What the cut-off check decided for an account, and why: the record staff and tenants
+    are shown when supply was, or was not, cut."""
+
+    class Outcome(models.TextChoices):
+        CUT = "cut", "Cut off"
+        DEFERRED_PROTECTED = "deferred_protected", "Deferred: protected period"
+        DEFERRED_GRACE = "deferred_grace", "Deferred: grace period"
+        SKIPPED_PROTECTED_ACCOUNT = "skipped_protected_account", "Skipped: protected account"
+        SKIPPED_RECOVERED = "skipped_recovered", "Skipped: the balance recovered"
+        RESTORED = "restored", "Restored"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField()
+    outcome = models.CharField(max_length=30, choices=Outcome.choices)
+    balance = amount_field()
+    # For a deferral: when the check runs again.
+    until = models.DateTimeField(null=True, blank=True)
+    command = models.ForeignKey(
+        "meters.RelayCommand", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+        indexes = [models.Index(fields=["account", "decided_at"], name="cutoff_decision_account")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.outcome} at {self.balance}"

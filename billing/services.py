@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from accounts.models import Account, Property
 from billing.models import (
+    BalancePolicy,
     Charge,
     ChargeTotals,
     LedgerAccount,
@@ -28,6 +29,7 @@ from billing.models import (
     Receipt,
     TopupLimits,
 )
+from billing.tasks import restore_supply
 from prepaid.audit.services import acting_user, audit_record
 from prepaid.inserts import insert
 from prepaid.money import is_whole_minor_units, quantize, to_decimal
@@ -345,13 +347,14 @@ class _TopupContext:
     book_id: int | None
     replayed_id: int | None
     replayed_fingerprint: str | None
+    restore_threshold: Decimal
 
 
 # Top-ups are the hottest money path (`make bench topups`): its reads are plain SQL because
 # compiling the equivalent ORM queries cost several times the database's own work.
 _TOPUP_CONTEXT_SQL = """
 SELECT a.status, t.name, u.name, p.code, p.id, p.organisation_id, p.currency,
-       l.minimum, l.maximum, l.max_balance, b.id, x.id, x.fingerprint
+       l.minimum, l.maximum, l.max_balance, b.id, x.id, x.fingerprint, bp.restore_threshold
 FROM accounts_account a
 JOIN accounts_tenant t ON t.id = a.tenant_id
 JOIN accounts_unit u ON u.id = a.unit_id
@@ -359,6 +362,7 @@ JOIN accounts_property p ON p.id = u.property_id
 LEFT JOIN billing_topuplimits l ON l.property_id = p.id
 LEFT JOIN billing_ledgeraccount b ON b.property_id = p.id AND b.kind = %s AND b.channel = %s
 LEFT JOIN billing_ledgertransaction x ON x.idempotency_key = %s
+LEFT JOIN billing_balancepolicy bp ON bp.property_id = p.id
 WHERE a.id = %s
 """
 
@@ -393,7 +397,9 @@ def _topup_context(
         row = cursor.fetchone()
     if row is None:
         raise LedgerError({"account": "There is no such account."})
-    status, tenant, unit, code, prop_id, org_id, currency, *limits, book, replayed, fp = row
+    status, tenant, unit, code, prop_id, org_id, currency, *limits, book, replayed, fp, restore = (
+        row
+    )
     minimum, maximum, max_balance = (_amount(value) for value in limits)
     return _TopupContext(
         status=status,
@@ -409,6 +415,9 @@ def _topup_context(
         book_id=book,
         replayed_id=replayed,
         replayed_fingerprint=fp,
+        restore_threshold=BalancePolicy().restore_threshold
+        if restore is None
+        else _amount(restore),
     )
 
 
@@ -511,6 +520,10 @@ def topup_record(
     )
     # Last, so the property-wide sequence lock is held for as short a time as possible.
     _receipt_issue(receipt)
+    if wallet.balance - amount <= context.restore_threshold < wallet.balance:
+        # Credit is back: restore supply the moment this commits, not at the next sweep.
+        account_id = account.pk
+        transaction.on_commit(lambda: restore_supply.delay(account_id))
     return TopupResult(receipt, created=True)
 
 

@@ -219,11 +219,14 @@ CELERY_TASK_ROUTES = {
     "billing.tasks.*": {"queue": "billing"},
     "meters.tasks.execute_relay_command": {"queue": "commands"},
     "meters.tasks.check_relay_confirmation": {"queue": "commands"},
+    # Restoring supply after a payment must not wait behind a charge run.
+    "billing.tasks.restore_supply": {"queue": "commands"},
     "meters.tasks.poll_*": {"queue": "poll"},
 }
 # Loaded into django-celery-beat's database schedule, where staff can change it.
 CELERY_BEAT_SCHEDULE = {
     "poll-due-gateways": {"task": "meters.tasks.poll_due_gateways", "schedule": 60.0},
+    "cutoff-sweep": {"task": "billing.tasks.cutoff_sweep_task", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"

@@ -1,0 +1,131 @@
+"""The prepaid control loop's decisions: cut supply off when credit runs out (never in a
+protected period, never for a protected account), and restore it as soon as credit is back.
+
+Each decision locks the wallet first (the lock order of billing.services), so it sees the
+latest balance: a top-up that commits first wins. Switching goes through the RelayCommand
+state machine, so the relay state shown is always the confirmed one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Account, Property
+from accounts.selectors import holiday_calendar
+from billing.models import BalancePolicy, CutoffDecision, LedgerAccount
+from billing.protection import ProtectedPeriods, protected_until
+from meters.models import Meter, RelayCommand
+from meters.relay import relay_command_issue
+
+Outcome = CutoffDecision.Outcome
+DEFERRALS = (Outcome.DEFERRED_GRACE, Outcome.DEFERRED_PROTECTED)
+
+
+def balance_policy(*, property: Property) -> BalancePolicy:
+    """The property's policy; the defaults when it has set none."""
+    try:
+        return property.balance_policy
+    except BalancePolicy.DoesNotExist:
+        return BalancePolicy(property=property)
+
+
+def protected_periods(policy: BalancePolicy) -> ProtectedPeriods:
+    return ProtectedPeriods(
+        daily_start=policy.protected_from,
+        daily_end=policy.protected_to,
+        weekends=policy.protect_weekends,
+        holidays=policy.protect_holidays,
+    )
+
+
+def _switchable_meters(account: Account) -> list[Meter]:
+    return list(
+        Meter.objects.filter(unit_id=account.unit_id, removed_at__isnull=True, has_relay=True)
+        .select_related("unit")
+        .order_by("pk")
+    )
+
+
+def _wanted_open(meter: Meter) -> bool:
+    """Whether the meter is cut off, or being cut off."""
+    active = RelayCommand.objects.filter(meter=meter, state__in=RelayCommand.ACTIVE).first()
+    if active is not None:
+        return not active.close
+    return meter.relay_closed is False
+
+
+def _decide(account: Account, outcome: str, balance: Decimal, now: datetime, **fields):
+    return CutoffDecision.objects.create(
+        account=account, outcome=outcome, balance=balance, decided_at=now, **fields
+    )
+
+
+@transaction.atomic
+def cutoff_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffDecision | None:
+    """Cut the account's supply off if its credit has run out and nothing protects it now.
+    Records what it decided and why; None when there was nothing to decide."""
+    now = now or timezone.now()
+    account = Account.objects.select_related("unit__property__balance_policy").get(pk=account_id)
+    wallet = LedgerAccount.objects.select_for_update().get(pk=account.wallet_id)
+    policy = balance_policy(property=account.unit.property)
+    last = CutoffDecision.objects.filter(account=account).first()
+    if wallet.balance > policy.cutoff_threshold or account.status != Account.Status.OPEN:
+        if last is not None and last.outcome in DEFERRALS:
+            return _decide(account, Outcome.SKIPPED_RECOVERED, wallet.balance, now)
+        return None
+    meters = [meter for meter in _switchable_meters(account) if not _wanted_open(meter)]
+    if not meters:
+        return None
+    if account.protected:
+        if last is not None and last.outcome == Outcome.SKIPPED_PROTECTED_ACCOUNT:
+            return None
+        return _decide(account, Outcome.SKIPPED_PROTECTED_ACCOUNT, wallet.balance, now)
+    if policy.grace_minutes:
+        grace_started = last.decided_at if last and last.outcome in DEFERRALS else None
+        if grace_started is None:
+            until = now + timedelta(minutes=policy.grace_minutes)
+            return _decide(account, Outcome.DEFERRED_GRACE, wallet.balance, now, until=until)
+        if last.outcome == Outcome.DEFERRED_GRACE and last.until > now:
+            return None
+    prop = account.unit.property
+    until = protected_until(
+        protected_periods(policy),
+        at=now,
+        zone=ZoneInfo(prop.time_zone),
+        is_holiday=holiday_calendar(property=prop),
+    )
+    if until is not None:
+        if last is not None and last.outcome == Outcome.DEFERRED_PROTECTED and last.until == until:
+            return None
+        return _decide(account, Outcome.DEFERRED_PROTECTED, wallet.balance, now, until=until)
+    decision = None
+    reason = f"Balance {wallet.balance} is at or below {policy.cutoff_threshold}."
+    for meter in meters:
+        command = relay_command_issue(meter=meter, close=False, actor=None, reason=reason)
+        decision = _decide(account, Outcome.CUT, wallet.balance, now, command=command)
+    return decision
+
+
+@transaction.atomic
+def restore_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffDecision | None:
+    """Restore the account's supply if it is cut off (or being cut) and its credit is above
+    the restore threshold again. None when there was nothing to restore."""
+    now = now or timezone.now()
+    account = Account.objects.select_related("unit__property__balance_policy").get(pk=account_id)
+    wallet = LedgerAccount.objects.select_for_update().get(pk=account.wallet_id)
+    policy = balance_policy(property=account.unit.property)
+    if wallet.balance <= policy.restore_threshold or account.status != Account.Status.OPEN:
+        return None
+    decision = None
+    reason = f"Balance {wallet.balance} is above {policy.restore_threshold} again."
+    for meter in _switchable_meters(account):
+        if not _wanted_open(meter):
+            continue
+        command = relay_command_issue(meter=meter, close=True, actor=None, reason=reason)
+        decision = _decide(account, Outcome.RESTORED, wallet.balance, now, command=command)
+    return decision
