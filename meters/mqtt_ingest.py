@@ -33,8 +33,7 @@ log = logging.getLogger(__name__)
 SEEN_RESOLUTION = timedelta(seconds=30)
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     topic: str
     payload: bytes
     received_at: datetime

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 from django.core.cache import cache
@@ -65,8 +66,7 @@ class Totals:
     started_at: datetime = field(default_factory=timezone.now)
 
 
-@dataclass(frozen=True)
-class _Delivery:
+class _Delivery(NamedTuple):
     message: Message
     mid: int
     qos: int
