@@ -14,6 +14,8 @@ from accounts.models import (
     validate_currency_code,
     validate_time_zone,
 )
+from billing import control
+from billing.models import BalancePolicy
 from prepaid.api.scoped import ScopedRelatedField, ScopedViewSet
 from prepaid.scoping import Capability
 
@@ -38,6 +40,25 @@ class PropertyIn(serializers.Serializer):
     address = serializers.CharField(required=False, allow_blank=True)
     poll_interval_minutes = serializers.IntegerField(min_value=1, max_value=60, default=15)
     offline_after_missed_polls = serializers.IntegerField(min_value=1, max_value=100, default=3)
+
+
+class BalancePolicyOut(serializers.ModelSerializer):
+    class Meta:
+        model = BalancePolicy
+        fields = [*control.POLICY_FIELDS, "updated_at"]
+
+
+class BalancePolicyIn(serializers.Serializer):
+    warning_levels = serializers.ListField(
+        child=serializers.DecimalField(max_digits=14, decimal_places=4), max_length=10
+    )
+    cutoff_threshold = serializers.DecimalField(max_digits=14, decimal_places=4)
+    restore_threshold = serializers.DecimalField(max_digits=14, decimal_places=4)
+    grace_minutes = serializers.IntegerField(min_value=0, max_value=24 * 60)
+    protected_from = serializers.TimeField(allow_null=True)
+    protected_to = serializers.TimeField(allow_null=True)
+    protect_weekends = serializers.BooleanField()
+    protect_holidays = serializers.BooleanField()
 
 
 class PropertyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
@@ -66,6 +87,20 @@ class PropertyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
             property=prop, actor=request.user, **self.validated(PropertyIn, partial=True)
         )
         return Response(PropertyOut(prop).data)
+
+    @extend_schema(methods=["GET"], responses=BalancePolicyOut)
+    @extend_schema(methods=["PATCH"], request=BalancePolicyIn, responses=BalancePolicyOut)
+    @action(detail=True, methods=["get", "patch"], url_path="balance-policy")
+    def balance_policy(self, request, id):
+        """When the property's tenants are cut off and restored, and when they never are."""
+        prop = self.get_object()
+        if request.method == "PATCH":
+            policy = control.balance_policy_update(
+                property=prop, actor=request.user, **self.validated(BalancePolicyIn, partial=True)
+            )
+        else:
+            policy = control.balance_policy(property=prop)
+        return Response(BalancePolicyOut(policy).data)
 
 
 class UnitOut(serializers.ModelSerializer):

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,6 +22,8 @@ from billing.models import BalancePolicy, CutoffDecision, LedgerAccount
 from billing.protection import ProtectedPeriods, protected_until
 from meters.models import Meter, RelayCommand
 from meters.relay import relay_command_issue
+from prepaid.audit.services import only_fields, update_audited
+from prepaid.money import is_whole_minor_units, quantize, to_decimal
 
 Outcome = CutoffDecision.Outcome
 DEFERRALS = (Outcome.DEFERRED_GRACE, Outcome.DEFERRED_PROTECTED)
@@ -129,3 +132,60 @@ def restore_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffD
         command = relay_command_issue(meter=meter, close=True, actor=None, reason=reason)
         decision = _decide(account, Outcome.RESTORED, wallet.balance, now, command=command)
     return decision
+
+
+POLICY_FIELDS = (
+    "warning_levels",
+    "cutoff_threshold",
+    "restore_threshold",
+    "grace_minutes",
+    "protected_from",
+    "protected_to",
+    "protect_weekends",
+    "protect_holidays",
+)
+
+
+@transaction.atomic
+def balance_policy_update(*, property: Property, actor, **changes) -> BalancePolicy:
+    """Change a property's prepaid rules; audited. Levels are amounts in the property's
+    currency, kept highest first."""
+    only_fields(changes, POLICY_FIELDS)
+    policy = BalancePolicy.objects.select_for_update().filter(property=property).first()
+    if policy is None:
+        policy = BalancePolicy.objects.create(property=property)
+    if "warning_levels" in changes:
+        changes["warning_levels"] = _levels(changes["warning_levels"], property.currency)
+    for name in ("cutoff_threshold", "restore_threshold"):
+        if name in changes:
+            changes[name] = _amount(name, changes[name], property.currency)
+    if changes.get("grace_minutes", 0) > 24 * 60:
+        raise ValidationError({"grace_minutes": "A grace of more than a day is not a grace."})
+    update_audited(
+        instance=policy,
+        changes=changes,
+        actor=actor,
+        action="balance_policy.update",
+        organisation_id=property.organisation_id,
+        property_id=property.pk,
+    )
+    return policy
+
+
+def _levels(levels, currency: str) -> list[str]:
+    if not isinstance(levels, list) or len(levels) > 10:
+        raise ValidationError({"warning_levels": "Give a list of at most 10 amounts."})
+    amounts = {_amount("warning_levels", level, currency) for level in levels}
+    if any(amount <= 0 for amount in amounts):
+        raise ValidationError({"warning_levels": "Warning levels are above zero."})
+    return [str(quantize(amount, currency)) for amount in sorted(amounts, reverse=True)]
+
+
+def _amount(field: str, value, currency: str) -> Decimal:
+    try:
+        amount = to_decimal(value)
+    except (TypeError, ValueError):
+        raise ValidationError({field: f"{value!r} is not an amount."}) from None
+    if not is_whole_minor_units(amount, currency):
+        raise ValidationError({field: f"Give {amount} in whole {currency} minor units."})
+    return amount

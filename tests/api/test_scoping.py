@@ -143,6 +143,8 @@ WRITES = {
     ("acknowledge", "post"): {"note": "seen"},
     ("resolve", "post"): {"note": "fixed"},
     ("rotate_credentials", "post"): {},
+    ("balance_policy", "get"): {},
+    ("balance_policy", "patch"): {"grace_minutes": 5},
     ("versions", "post"): {
         "effective_from": "2030-01-01T00:00:00Z",
         "kind": "flat",
