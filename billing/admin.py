@@ -2,9 +2,11 @@ from django.contrib import admin
 
 from accounts.admin import ReadOnlyAdmin
 from billing.models import (
+    BalancePolicy,
     Charge,
     ChargeCursor,
     ChargeTotals,
+    CutoffDecision,
     LedgerAccount,
     LedgerTransaction,
     Posting,
@@ -90,3 +92,15 @@ class ChargeCursorAdmin(ReadOnlyAdmin):
 class TierUsageAdmin(ReadOnlyAdmin):
     list_display = ["account", "utility", "month", "quantity"]
     list_filter = ["utility", "month"]
+
+
+@admin.register(BalancePolicy)
+class BalancePolicyAdmin(ReadOnlyAdmin):
+    list_display = ["property", "cutoff_threshold", "restore_threshold", "grace_minutes"]
+
+
+@admin.register(CutoffDecision)
+class CutoffDecisionAdmin(ReadOnlyAdmin):
+    list_display = ["account", "decided_at", "outcome", "balance", "until", "command"]
+    list_filter = ["outcome"]
+    list_select_related = ["account", "command"]

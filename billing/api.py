@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from accounts.models import Account
 from billing import services
-from billing.models import Charge, LedgerTransaction, Posting, Receipt
+from billing.models import Charge, CutoffDecision, LedgerTransaction, Posting, Receipt
 from prepaid.api.pagination import CursorPagination
 from prepaid.api.scoped import ScopedRelatedField, ScopedViewSet
 from prepaid.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, quantize
@@ -313,4 +313,36 @@ class ChargeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
     serializer_class = ChargeOut
     filterset_class = ChargeFilter
     pagination_class = CursorPagination
+    ordering_fields: list[str] = []
+
+
+class CutoffDecisionOut(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    account = serializers.UUIDField(source="account.uuid", read_only=True)
+    command = serializers.UUIDField(source="command.uuid", read_only=True, allow_null=True)
+
+    class Meta:
+        model = CutoffDecision
+        fields = ["id", "account", "decided_at", "outcome", "balance", "until", "command"]
+
+
+class CutoffDecisionFilter(filters.FilterSet):
+    account = filters.UUIDFilter(field_name="account__uuid")
+    property = filters.UUIDFilter(field_name="account__unit__property__uuid")
+    outcome = filters.ChoiceFilter(choices=CutoffDecision.Outcome.choices)
+    since = filters.IsoDateTimeFilter(field_name="decided_at", lookup_expr="gte")
+
+    class Meta:
+        model = CutoffDecision
+        fields = ["account", "property", "outcome", "since"]
+
+
+class CutoffDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """Every cut-off and restore decision, with its reason: cut, deferred for a protected
+    period or a grace period, skipped for a protected account or a recovered balance."""
+
+    queryset = CutoffDecision.objects.select_related("account", "command")
+    serializer_class = CutoffDecisionOut
+    filterset_class = CutoffDecisionFilter
+    pagination_class = CursorPagination.with_ordering(("-decided_at", "-id"))
     ordering_fields: list[str] = []

@@ -400,6 +400,11 @@ class BalancePolicy(models.Model):
         return f"cut off at {self.cutoff_threshold}, restore above {self.restore_threshold}"
 
 
+class CutoffDecisionQuerySet(ScopedQuerySet):
+    organisation_lookup = "account__unit__property__organisation"
+    property_lookup = "account__unit__property"
+
+
 class CutoffDecision(models.Model):
     """What the cut-off check decided for an account, and why: the record staff and tenants
     are shown when supply was, or was not, cut."""
@@ -412,6 +417,7 @@ class CutoffDecision(models.Model):
         SKIPPED_RECOVERED = "skipped_recovered", "Skipped: the balance recovered"
         RESTORED = "restored", "Restored"
 
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
     decided_at = models.DateTimeField()
     outcome = models.CharField(max_length=30, choices=Outcome.choices)
@@ -421,6 +427,8 @@ class CutoffDecision(models.Model):
     command = models.ForeignKey(
         "meters.RelayCommand", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+
+    objects = CutoffDecisionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-decided_at", "-id"]

@@ -1,7 +1,7 @@
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import AccountViewSet, PropertyViewSet, TenantViewSet, UnitViewSet
-from billing.api import ChargeViewSet, LedgerTransactionViewSet, TopupViewSet
+from billing.api import ChargeViewSet, CutoffDecisionViewSet, LedgerTransactionViewSet, TopupViewSet
 from meters.api import (
     AlarmViewSet,
     GatewayViewSet,
@@ -24,6 +24,7 @@ router.register("audit-log", AuditLogViewSet, basename="audit-log")
 router.register("ledger-transactions", LedgerTransactionViewSet, basename="ledger-transaction")
 router.register("topups", TopupViewSet, basename="topup")
 router.register("charges", ChargeViewSet, basename="charge")
+router.register("cutoff-decisions", CutoffDecisionViewSet, basename="cutoff-decision")
 router.register("tariffs", TariffViewSet, basename="tariff")
 router.register("readings", ReadingViewSet, basename="reading")
 router.register("meter-profiles", MeterProfileViewSet, basename="meter-profile")

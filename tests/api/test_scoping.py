@@ -6,7 +6,7 @@ it needs an entry in OBJECT_MAKERS, or `test_every_endpoint_is_in_the_matrix` fa
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from django.utils import timezone
 import meters
 from accounts import services
 from billing import services as billing
+from billing.control import cutoff_evaluate
 from meters.alarms import alarm_raise
 from meters.models import Reading
 from meters.relay import relay_command_issue
@@ -43,6 +44,13 @@ def _receipt(prop):
         actor=None,
         idempotency_key=f"matrix:{uuid.uuid4()}",
     ).receipt
+
+
+def _cutoff_decision(prop):
+    account = factories.AccountFactory(unit__property=prop)
+    factories.MeterFactory(unit=account.unit, has_relay=True)
+    # Noon on a Wednesday in Shanghai: nothing protects the account.
+    return cutoff_evaluate(account_id=account.pk, now=datetime(2026, 11, 18, 4, tzinfo=UTC))
 
 
 def _charge(prop):
@@ -117,6 +125,7 @@ OBJECT_MAKERS = {
     "ledger-transaction": lambda prop: _receipt(prop).transaction,
     "topup": _receipt,
     "charge": _charge,
+    "cutoff-decision": _cutoff_decision,
     "tariff": _tariff,
     "reading": _reading,
     "meter-profile": _profile,
