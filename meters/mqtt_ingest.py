@@ -57,7 +57,6 @@ class _Channel:
 @dataclass(frozen=True)
 class _Device:
     id: int
-    organisation_id: int
     format: Format
     key: str
     channels: tuple[_Channel, ...]
@@ -80,7 +79,7 @@ def _devices(keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Device]:
             for meter in device.meters.all()
         )
         devices[(device.format, device.key)] = _Device(
-            device.pk, device.organisation_id, Format(device.format), device.key, channels
+            device.pk, Format(device.format), device.key, channels
         )
     return devices
 

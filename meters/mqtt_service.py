@@ -125,7 +125,10 @@ class IngestService:
                 )
             )
         except Exception:
-            log.exception("mqtt ingest: could not queue a message")
+            # A message we cannot even read (a topic that is not UTF-8) would come back after
+            # every reconnect if it stayed unacknowledged: drop it, loudly.
+            log.exception("mqtt ingest: dropping a message that cannot be read")
+            client.ack(message.mid, message.qos)
 
     # The main thread.
 
@@ -273,6 +276,7 @@ class IngestService:
         totals = self.totals
         beat = {
             "at": timezone.now().isoformat(),
+            "started_at": totals.started_at.isoformat(),
             "pid": os.getpid(),
             "connected": totals.connected,
             "messages": totals.messages,
