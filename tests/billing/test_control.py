@@ -7,12 +7,15 @@ from decimal import Decimal
 
 import pytest
 from celery.signals import before_task_publish
+from django.utils import timezone
 
 from accounts.models import PropertyHoliday
 from billing.control import cutoff_evaluate, restore_evaluate
 from billing.models import BalancePolicy, CutoffDecision
 from billing.sweeps import cutoff_sweep
-from meters.models import RelayCommand
+from billing.tasks import charge_meters_task
+from meters.models import Reading, RelayCommand
+from tariffs.services import tariff_create
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -140,6 +143,36 @@ def test_a_top_up_that_clears_the_restore_threshold_enqueues_the_restore_at_comm
     with published_tasks() as sent, django_capture_on_commit_callbacks(execute=True):
         factories.TopupFactory(account=account, amount=Decimal("5.00"))
     assert sent == []
+
+
+def test_a_charge_run_that_exhausts_the_credit_checks_for_a_cut_off_at_once(property_a1):
+    account = factories.AccountFactory(
+        unit__property=property_a1, opened_at=timezone.now() - timedelta(days=1)
+    )
+    _policy(property_a1, protected_from=None, protected_to=None, protect_holidays=False)
+    tariff_create(
+        property=property_a1,
+        utility="electricity",
+        name="Flat",
+        actor=None,
+        version={
+            "effective_from": account.opened_at,
+            "kind": "flat",
+            "flat_price": "1",
+        },
+    )
+    meter = factories.MeterFactory(unit=account.unit, installed_at=account.opened_at)
+    factories.TopupFactory(account=account, amount=Decimal("1.00"))
+    for hours, register in ((3, "10"), (2, "12")):
+        Reading.objects.create(
+            meter=meter,
+            taken_at=timezone.now() - timedelta(hours=hours),
+            register=Decimal(register),
+            source=Reading.Source.HTTP,
+        )
+    result = charge_meters_task(meter_ids=[meter.pk])
+    assert (result["charges"], result[Outcome.CUT]) == (1, 1)
+    assert _command(meter).close is False
 
 
 def test_the_sweep_decides_only_for_accounts_out_of_credit(property_a1, account, meter):

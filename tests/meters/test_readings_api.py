@@ -30,7 +30,11 @@ def meter(property_a1):
     meter = factories.MeterFactory(
         unit__property=property_a1, installed_at=timezone.now() - timedelta(days=2)
     )
-    factories.AccountFactory(unit=meter.unit, opened_at=timezone.now() - timedelta(days=2))
+    account = factories.AccountFactory(
+        unit=meter.unit, opened_at=timezone.now() - timedelta(days=2)
+    )
+    # In credit, so charging these readings leaves nothing for the cut-off check to do.
+    factories.TopupFactory(account=account, amount=Decimal("100.00"))
     return meter
 
 
