@@ -3,12 +3,13 @@
 from collections import Counter
 from collections.abc import Sequence
 
-from django.db.models import DecimalField, F, Value
+from django.db.models import DecimalField, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from accounts.models import Account
-from billing.control import cutoff_evaluate
-from billing.models import BalancePolicy
+from billing.control import DEFERRALS, cutoff_evaluate
+from billing.models import BalancePolicy, CutoffDecision
 
 
 def cutoff_sweep(*, meter_ids: Sequence[int] | None = None) -> dict[str, int]:
@@ -23,6 +24,19 @@ def cutoff_sweep(*, meter_ids: Sequence[int] | None = None) -> dict[str, int]:
     )
     if meter_ids is not None:
         candidates = candidates.filter(unit__meters__in=meter_ids)
+    # An account deferred until later (a night, a weekend, a grace period) is left alone until
+    # then: at scale most accounts out of credit at night are, and re-deciding each of them
+    # every minute would be the sweep's whole cost.
+    latest = CutoffDecision.objects.filter(account=OuterRef("pk")).order_by("-decided_at", "-id")
+    candidates = candidates.annotate(
+        last_outcome=Subquery(latest.values("outcome")[:1]),
+        last_until=Subquery(latest.values("until")[:1]),
+    ).filter(
+        Q(last_outcome__isnull=True)
+        | ~Q(last_outcome__in=DEFERRALS)
+        | Q(last_until__isnull=True)
+        | Q(last_until__lte=timezone.now())
+    )
     due = candidates.filter(wallet__balance__lte=F("threshold")).values_list("pk", flat=True)
     outcomes: Counter[str] = Counter()
     for account_id in sorted(set(due)):

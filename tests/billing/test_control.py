@@ -182,3 +182,10 @@ def test_the_sweep_decides_only_for_accounts_out_of_credit(property_a1, account,
     _policy(property_a1, protected_from=time(0), protected_to=time(0), protect_holidays=False)
     assert cutoff_sweep() == {Outcome.CUT: 1}
     assert not CutoffDecision.objects.filter(account=funded).exists()
+
+
+def test_the_sweep_leaves_an_account_deferred_until_later_alone(property_a1, account, meter):
+    _policy(property_a1, grace_minutes=60, protected_from=None, protected_to=None)
+    assert cutoff_sweep() == {Outcome.DEFERRED_GRACE: 1}
+    assert cutoff_sweep() == {}
+    assert CutoffDecision.objects.filter(account=account).count() == 1

@@ -13,11 +13,13 @@ from decimal import Decimal
 import paho.mqtt.client as mqtt
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
 from meters.models import Alarm, Meter, MqttRejection, Reading
 from meters.mqtt_client import BrokerAddress, make_client
+from meters.mqtt_service import HEARTBEAT_CACHE_KEY
 from tests.meters.mqtt_helpers import (
     Mosquitto,
     Publisher,
@@ -329,3 +331,16 @@ def test_after_the_broker_restarts_the_ingest_reconnects_and_subscribes_again(
     finally:
         broker.stop()
     assert _registers(meter) == [Decimal(8)]
+
+
+def test_the_service_beats_where_the_health_check_reads_it(property_a1):
+    cache.delete(HEARTBEAT_CACHE_KEY)
+
+    def connected_beat():
+        beat = cache.get(HEARTBEAT_CACHE_KEY)
+        return beat if beat and beat["connected"] else None
+
+    with running_ingest(heartbeat_s=0.1) as service:
+        beat = wait_for(connected_beat)
+    assert beat["pid"] == os.getpid()
+    assert beat["started_at"] == service.totals.started_at.isoformat()
