@@ -228,7 +228,9 @@ CELERY_BEAT_SCHEDULE = {
     "poll-due-gateways": {"task": "meters.tasks.poll_due_gateways", "schedule": 60.0},
     "cutoff-sweep": {"task": "billing.tasks.cutoff_sweep_task", "schedule": 60.0},
 }
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database schedule, fired by one beat at a time (prepaid/beat.py).
+CELERY_BEAT_SCHEDULER = "prepaid.beat:SingleBeatScheduler"
+BEAT_LEASE_KEY = os.environ.get("BEAT_LEASE_KEY", "prepaid:beat:leader")
 CELERY_TIMEZONE = "UTC"
 
 REST_FRAMEWORK = {
