@@ -89,8 +89,8 @@ def cutoff_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffDe
             return None
         return _decide(account, Outcome.SKIPPED_PROTECTED_ACCOUNT, wallet.balance, now)
     if policy.grace_minutes:
-        grace_started = last.decided_at if last and last.outcome in DEFERRALS else None
-        if grace_started is None:
+        # Grace starts with the first deferral since the balance ran out.
+        if last is None or last.outcome not in DEFERRALS:
             until = now + timedelta(minutes=policy.grace_minutes)
             return _decide(account, Outcome.DEFERRED_GRACE, wallet.balance, now, until=until)
         if last.outcome == Outcome.DEFERRED_GRACE and last.until > now:
