@@ -251,14 +251,15 @@ def relay_state_observed(
         .filter(meter_id=meter_id, state=State.SENT)
         .first()
     )
-    if command is None or closed is not command.close:
-        Meter.objects.filter(pk=meter_id).update(
-            relay_closed=closed, relay_confirmed_at=timezone.now()
-        )
-        return None
-    if command_uuid is not None and command_uuid != str(command.uuid):
-        return None
-    return relay_command_record(command_id=command.pk, outcome=Outcome(closed))
+    confirms = (
+        command is not None
+        and closed is command.close
+        and command_uuid in (None, str(command.uuid))
+    )
+    if confirms:
+        return relay_command_record(command_id=command.pk, outcome=Outcome(closed))
+    Meter.objects.filter(pk=meter_id).update(relay_closed=closed, relay_confirmed_at=timezone.now())
+    return None
 
 
 async def _switch(meter: Meter, *, close: bool) -> Outcome:

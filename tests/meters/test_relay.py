@@ -6,7 +6,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from meters.models import Alarm, RelayCommand
-from meters.relay import Outcome, relay_command_claim, relay_command_issue, relay_command_record
+from meters.relay import (
+    Outcome,
+    relay_command_claim,
+    relay_command_issue,
+    relay_command_record,
+    relay_state_observed,
+)
 from prepaid.audit.models import AuditLog
 from tests import factories
 
@@ -129,3 +135,16 @@ def test_the_database_allows_one_active_command_per_meter(meter):
         RelayCommand.objects.create(
             meter=meter, close=True, reason="x", deadline=timezone.now() + timedelta(minutes=1)
         )
+
+
+def test_a_report_naming_another_command_confirms_nothing_but_shows_the_relay(meter):
+    command = issue(meter, close=False)
+    relay_command_claim(command_id=command.pk)
+    assert relay_state_observed(meter_id=meter.pk, closed=False, command_uuid="other") is None
+    assert RelayCommand.objects.get(pk=command.pk).state == "sent"
+    meter.refresh_from_db()
+    assert meter.relay_closed is False
+    confirmed = relay_state_observed(
+        meter_id=meter.pk, closed=False, command_uuid=str(command.uuid)
+    )
+    assert confirmed.state == "confirmed"
