@@ -8,7 +8,7 @@ the same services the product uses (so the audit log tells the story), never dup
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -293,6 +293,8 @@ def demo_simulate(*, days: int) -> dict[str, int]:
 
 
 def _simulate_topups(start, days: int) -> int:
+    """Tenants top up at the counter now and then, and most of them enough to stay in credit;
+    every ninth forgets, so the demo shows the cut-off too."""
     made = 0
     accounts = Account.objects.filter(
         unit__property__organisation__slug=DEMO_SLUG, status=Account.Status.OPEN
@@ -301,16 +303,31 @@ def _simulate_topups(start, days: int) -> int:
         rng = random.Random(account.pk)  # noqa: S311 - demo data, not security
         for day in range(days):
             if rng.random() < 0.25:
-                amount = Decimal(rng.choice([50, 100, 200, 500]))
-                result = topup_record(
-                    account=account,
-                    amount=amount,
-                    channel=rng.choice(["cash", "bank"]),
-                    actor=None,
-                    idempotency_key=f"demo:{account.pk}:{(start + timedelta(days=day)).date()}",
+                made += _demo_topup(
+                    account, Decimal(rng.choice([50, 100, 200, 500])), rng, start, f"{day}"
                 )
-                made += result.created
+        if account.pk % 9 == 0:
+            continue
+        account.wallet.refresh_from_db()
+        short = Decimal(rng.choice([150, 250, 400])) - account.wallet.balance
+        if short > 0:
+            amount = (short / DEMO_TOPUP_STEP).to_integral_value(ROUND_CEILING) * DEMO_TOPUP_STEP
+            made += _demo_topup(account, amount, rng, start, "catch-up")
     return made
+
+
+DEMO_TOPUP_STEP = Decimal(50)
+
+
+def _demo_topup(account, amount: Decimal, rng, start, label: str) -> int:
+    result = topup_record(
+        account=account,
+        amount=amount,
+        channel=rng.choice(["cash", "bank"]),
+        actor=None,
+        idempotency_key=f"demo:{account.pk}:{start.date()}:{label}",
+    )
+    return int(result.created)
 
 
 # `make run` starts `manage.py simulate_meters` with these gateways on these ports: the demo's

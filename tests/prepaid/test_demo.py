@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from accounts.models import Account, Membership, Organisation, Property, Tenant, Unit
-from billing.models import Charge, LedgerTransaction
+from billing.models import Charge, LedgerTransaction, Receipt
 from meters.models import Meter, Reading
 from prepaid.audit.models import AuditLog
 
@@ -89,3 +89,20 @@ def test_the_simulated_meters_carry_on_from_the_demo_history(settings, tmp_path)
     last = plug.readings.order_by("-taken_at").first()
     key = f"mqtt:shelly:{plug.mqtt_device.key}:0"
     assert Decimal(mqtt_state[key]["energy_kwh"]) == last.register
+
+
+def test_most_demo_tenants_stay_in_credit_and_a_few_forget(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    call_command("seed_demo")
+    call_command("simulate_demo", "--days", "3")
+    accounts = Account.objects.filter(status="open").select_related("wallet")
+    in_credit = [account for account in accounts if account.wallet.balance > 0]
+    forgetful = {account.pk for account in accounts if account.pk % 9 == 0}
+    assert len(in_credit) >= len(accounts) - len(forgetful)
+    caught_up = set(
+        Receipt.objects.filter(transaction__idempotency_key__endswith=":catch-up").values_list(
+            "account_id", flat=True
+        )
+    )
+    assert caught_up
+    assert not caught_up & forgetful
