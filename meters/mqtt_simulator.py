@@ -36,6 +36,7 @@ import socket
 import threading
 import time
 import zlib
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -284,7 +285,7 @@ class SimulatedDevice:
         self.channels[channel].switch(closed=closed, moment=self.clock.now())
 
 
-class _Dialect:
+class _Dialect(ABC):
     """How one format names its topics, reports and takes commands."""
 
     def status(self, key: str, *, online: bool) -> Outgoing | None:
@@ -293,10 +294,11 @@ class _Dialect:
     def command_topics(self, key: str) -> list[str]:
         return []
 
+    @abstractmethod
     def telemetry(
         self, device: SimulatedDevice, readings: list[ChannelReading], now: datetime
     ) -> list[Outgoing]:
-        raise NotImplementedError
+        """The messages that report these readings (every format reports)."""
 
     def obey(self, device: SimulatedDevice, topic: str, payload: bytes) -> list[Outgoing]:
         return []
