@@ -2,7 +2,6 @@
 meter on loopback. Credit runs out, the supply is cut and confirmed; a top-up restores it."""
 
 import asyncio
-import os
 import subprocess
 import sys
 import threading
@@ -10,7 +9,6 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from billing.models import BalancePolicy, CutoffDecision
 from billing.sweeps import cutoff_sweep
@@ -19,6 +17,7 @@ from meters.services import gateway_create, meter_connect
 from meters.simulator import MeterSimulator
 from prepaid.celery import app
 from tests import factories
+from tests.processes import process_env
 from tests.waiting import wait_for
 
 pytestmark = [
@@ -44,12 +43,7 @@ def simulator():
 def worker(tmp_path):
     # Tasks earlier tests sent and nobody ran would otherwise reach this worker first.
     app.control.purge()
-    database = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
-        f"{database['NAME']}",
-    }
+    env = process_env()
     log = tmp_path / "worker.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "prepaid", "worker", "--pool", "threads",

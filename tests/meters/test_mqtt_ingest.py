@@ -14,7 +14,6 @@ import paho.mqtt.client as mqtt
 import pytest
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from django.utils import timezone
 
 from meters.models import Alarm, Meter, MqttRejection, Reading
@@ -29,6 +28,7 @@ from tests.meters.mqtt_helpers import (
     unique,
     wait_for,
 )
+from tests.processes import process_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -187,13 +187,7 @@ def test_messages_published_while_ingest_is_down_all_arrive_exactly_once(propert
 
 
 def _ingest_process(client_id: str) -> subprocess.Popen:
-    database = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
-        f"{database['NAME']}",
-        "MQTT_INGEST_CLIENT_ID": client_id,
-    }
+    env = process_env(MQTT_INGEST_CLIENT_ID=client_id)
     return subprocess.Popen(
         [sys.executable, "manage.py", "mqtt_ingest", "--batch-size", "50", "--flush-ms", "20"],
         cwd=settings.BASE_DIR,
@@ -266,7 +260,7 @@ def test_with_the_embedded_demo_broker_ingest_falls_back_to_mqtt_3_1_1(property_
     broker = subprocess.Popen(
         [sys.executable, "manage.py", "mqtt_broker"],
         cwd=settings.BASE_DIR,
-        env={**os.environ, "MQTT_URL": url},
+        env=process_env(MQTT_URL=url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

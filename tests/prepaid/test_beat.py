@@ -2,7 +2,6 @@
 real database schedule and Redis."""
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -12,11 +11,11 @@ from datetime import timedelta
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask
 
 from prepaid.beat import FileLease, RedisLease
+from tests.processes import process_env
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,14 +25,9 @@ BROKER_DB = 9
 
 
 def _beat(lease_key: str, log_path) -> subprocess.Popen:
-    database = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
-        f"{database['NAME']}",
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{BROKER_DB}",
-        "BEAT_LEASE_KEY": lease_key,
-    }
+    env = process_env(
+        CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{BROKER_DB}", BEAT_LEASE_KEY=lease_key
+    )
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(  # noqa: S603 - our own command line
         [sys.executable, "-m", "celery", "-A", "prepaid", "beat", "--loglevel", "WARNING",
