@@ -196,7 +196,7 @@ def _ingest_rate(url: str, keys: list[str]) -> float:
     }
     root = Path(__file__).resolve().parent.parent
     ingest = subprocess.Popen(
-        [sys.executable, "manage.py", "mqtt_ingest", "--batch-size", "1000", "--flush-ms", "100"],
+        [sys.executable, "manage.py", "mqtt_ingest"],
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,

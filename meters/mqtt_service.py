@@ -1,8 +1,8 @@
 """The long-running MQTT ingest process (`manage.py mqtt_ingest`).
 
-paho-mqtt's network thread only queues what arrives; this process's main thread takes the
-queue in batches (every `batch_size` messages or `flush_ms`), stores each batch in one
-transaction, and only then acknowledges its messages (manual acks). With a persistent session
+paho-mqtt's network thread only queues what arrives; this process's main thread takes what has
+arrived (up to `batch_size` messages) as a batch, stores it in one transaction, and only then
+acknowledges its messages (manual acks). With a persistent session
 (fixed client id, clean_start=False, a session expiry) the broker keeps what we have not
 acknowledged across our crashes and restarts and delivers it again, and storing it again adds
 nothing. The broker sends at most `receive_maximum` unacknowledged messages, which bounds the
@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
@@ -33,6 +33,7 @@ from meters.mqtt_ingest import (
     BatchResult,
     DeviceDirectory,
     Message,
+    SeenMarks,
     messages_ingest,
     rejection_record,
 )
@@ -50,6 +51,7 @@ class Settings:
     client_id: str = "prepaid-ingest"
     batch_size: int = 500
     flush_ms: int = 200
+    quiet_ms: int = 10
     session_expiry_s: int = 7 * 24 * 3600
     heartbeat_s: float = 5.0
     receive_maximum: int = 5000
@@ -77,11 +79,12 @@ class IngestService:
         self.settings = settings or Settings()
         self.totals = Totals()
         self._address = address
-        self._inbox: queue.Queue[_Delivery] = queue.Queue()
+        self._inbox: queue.SimpleQueue[_Delivery] = queue.SimpleQueue()
         self.protocol = mqtt.MQTTv5
         self._client = self._make_client()
         self._last_heartbeat = 0.0
         self._directory = DeviceDirectory()
+        self._marks = SeenMarks()
 
     def _make_client(self) -> mqtt.Client:
         extra = {} if self.protocol == mqtt.MQTTv5 else {"clean_session": False}
@@ -119,7 +122,7 @@ class IngestService:
         try:
             self._inbox.put(
                 _Delivery(
-                    Message(message.topic, message.payload, timezone.now()),
+                    Message(message.topic, message.payload, datetime.now(UTC)),
                     message.mid,
                     message.qos,
                 )
@@ -205,15 +208,25 @@ class IngestService:
             log.info("mqtt ingest: stopped after %s messages", self.totals.messages)
 
     def _take(self, *, wait: bool) -> list[_Delivery]:
-        batch: list[_Delivery] = []
-        deadline = time.monotonic() + self.settings.flush_ms / 1000
-        while len(batch) < self.settings.batch_size:
-            timeout = deadline - time.monotonic()
+        """The next batch: up to `batch_size` messages, collected for at most `flush_ms` from
+        the first, and closed early once none has come for `quiet_ms`, so a lone message (a
+        relay confirmation) is stored at once while a stream of them fills its batches. With
+        `wait`, wait up to `flush_ms` for the first message; without, take what is there."""
+        inbox = self._inbox
+        settings = self.settings
+        try:
+            first = inbox.get(timeout=settings.flush_ms / 1000) if wait else inbox.get_nowait()
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + settings.flush_ms / 1000
+        while len(batch) < settings.batch_size:
+            timeout = min(deadline - time.monotonic(), settings.quiet_ms / 1000)
             try:
                 if wait and timeout > 0:
-                    batch.append(self._inbox.get(timeout=timeout))
+                    batch.append(inbox.get(timeout=timeout))
                 else:
-                    batch.append(self._inbox.get_nowait())
+                    batch.append(inbox.get_nowait())
             except queue.Empty:
                 break
         return batch
@@ -245,7 +258,7 @@ class IngestService:
     def _store(self, batch: list[_Delivery]) -> BatchResult:
         messages = [delivery.message for delivery in batch]
         try:
-            return messages_ingest(messages=messages, directory=self._directory)
+            return messages_ingest(messages=messages, directory=self._directory, marks=self._marks)
         except (OperationalError, InterfaceError):
             raise
         except Exception:
@@ -255,7 +268,9 @@ class IngestService:
         result = BatchResult()
         for message in messages:
             try:
-                single = messages_ingest(messages=[message], directory=self._directory)
+                single = messages_ingest(
+                    messages=[message], directory=self._directory, marks=self._marks
+                )
             except (OperationalError, InterfaceError):
                 raise
             except Exception:

@@ -35,6 +35,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_EPOCH = Decimal(253402300800)  # 10000-01-01T00:00:00Z
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _NON_FINITE = re.compile(r"[+-]?(nan|snan|inf|infinity)", re.IGNORECASE)
+# One decoder for every payload: json.loads() with these options would build one per call.
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
 
 
 class Format(StrEnum):
@@ -114,7 +116,7 @@ def parse(
     return handler(_Message(topic, payload, device_key, channel, sml_key, now))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Message:
     topic: str
     payload: bytes
@@ -142,7 +144,7 @@ class _Message:
     def json(self) -> Any:
         text = self.text()
         try:
-            return json.loads(text, parse_float=Decimal, parse_constant=Decimal)
+            return _JSON.decode(text)
         except (ValueError, ArithmeticError, RecursionError) as exc:
             # ValueError: JSONDecodeError and integers beyond the int-string limit;
             # ArithmeticError: Decimal exponents beyond what decimal can represent.

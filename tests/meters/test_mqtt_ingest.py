@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -170,6 +171,33 @@ def test_the_last_will_takes_the_meters_offline_with_an_alarm_and_back(property_
     assert device.online is True
 
 
+def test_a_reading_after_the_last_will_brings_the_meter_back_online(property_a1, publisher):
+    device = mqtt_device(property_a1, "native")
+    meter = mqtt_meter(property_a1, device)
+    topic = f"meters/{device.key}/telemetry"
+    with running_ingest():
+        publisher.publish(topic, json.dumps({"energy_kwh": 1}))
+        wait_for(lambda: Meter.objects.get(pk=meter.pk).online)
+        publisher.publish(f"meters/{device.key}/status", "offline")
+        wait_for(lambda: Meter.objects.get(pk=meter.pk).online is False)
+        # Seen a moment ago, but taken offline since: this reading brings it back at once.
+        publisher.publish(topic, json.dumps({"energy_kwh": 2}))
+        wait_for(lambda: Meter.objects.get(pk=meter.pk).online)
+    alarm = Alarm.objects.get(meter=meter)
+    assert (alarm.kind, alarm.closed_at is not None) == (Alarm.Kind.OFFLINE, True)
+
+
+def test_a_lone_message_is_stored_at_once_not_after_a_wait_for_more(property_a1, publisher):
+    meter = mqtt_meter(property_a1, mqtt_device(property_a1, "native"))
+    body = json.dumps({"ts": timezone.now().isoformat(), "energy_kwh": 7})
+    with running_ingest(flush_ms=5000):
+        started = time.monotonic()
+        publisher.publish(f"meters/{meter.mqtt_device.key}/telemetry", body)
+        wait_for(lambda: _registers(meter), timeout=10)
+        stored_after = time.monotonic() - started
+    assert stored_after < 2.5
+
+
 def test_messages_published_while_ingest_is_down_all_arrive_exactly_once(property_a1, publisher):
     meter = mqtt_meter(property_a1, mqtt_device(property_a1, "native"))
     topic = f"meters/{meter.mqtt_device.key}/telemetry"
@@ -189,7 +217,7 @@ def test_messages_published_while_ingest_is_down_all_arrive_exactly_once(propert
 def _ingest_process(client_id: str) -> subprocess.Popen:
     env = process_env(MQTT_INGEST_CLIENT_ID=client_id)
     return subprocess.Popen(
-        [sys.executable, "manage.py", "mqtt_ingest", "--batch-size", "50", "--flush-ms", "20"],
+        [sys.executable, "manage.py", "mqtt_ingest", "--batch-size", "50"],
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
