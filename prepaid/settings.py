@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "billing",
     "payments",
     "reports",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -185,6 +186,15 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "prepaid <noreply@localhost>")
+# Seconds to wait for the mail server; a notification that times out is retried later.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
+
+# SMS: written to the log unless a provider is configured (docs/notifications.md).
+SMS_BACKEND = os.environ.get("SMS_BACKEND", "notifications.sms.LogSmsBackend")
+TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
+TWILIO_FROM_NUMBER = os.environ.get("TWILIO_FROM_NUMBER", "")
+TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "")
 
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
@@ -219,14 +229,30 @@ CELERY_TASK_ROUTES = {
     "billing.tasks.*": {"queue": "billing"},
     "meters.tasks.execute_relay_command": {"queue": "commands"},
     "meters.tasks.check_relay_confirmation": {"queue": "commands"},
+    "meters.tasks.resume_relay_commands": {"queue": "commands"},
     # Restoring supply after a payment must not wait behind a charge run.
     "billing.tasks.restore_supply": {"queue": "commands"},
+    # Telling tenants must never wait behind, or hold up, the money.
+    "billing.tasks.notify_warning": {"queue": "notify"},
+    "billing.tasks.notify_topup": {"queue": "notify"},
+    "billing.tasks.notify_relay_switched": {"queue": "notify"},
     "meters.tasks.poll_*": {"queue": "poll"},
+    "notifications.tasks.*": {"queue": "notify"},
 }
 # Loaded into django-celery-beat's database schedule, where staff can change it.
 CELERY_BEAT_SCHEDULE = {
     "poll-due-gateways": {"task": "meters.tasks.poll_due_gateways", "schedule": 60.0},
+    "charge-new-readings": {"task": "billing.tasks.charge_new_readings_task", "schedule": 60.0},
     "cutoff-sweep": {"task": "billing.tasks.cutoff_sweep_task", "schedule": 60.0},
+    "resume-relay-commands": {"task": "meters.tasks.resume_relay_commands", "schedule": 60.0},
+    "credit-warnings": {"task": "billing.tasks.credit_warnings_task", "schedule": 900.0},
+    # Not at a fixed hour: the job finds which properties' local days are over, so it follows
+    # every time zone and DST change and catches up on midnights no worker saw.
+    "daily-freeze": {"task": "billing.tasks.daily_freeze_task", "schedule": 300.0},
+    "notification-retries": {
+        "task": "notifications.tasks.retry_due_notifications",
+        "schedule": 60.0,
+    },
 }
 # django-celery-beat's database schedule, fired by one beat at a time (prepaid/beat.py).
 CELERY_BEAT_SCHEDULER = "prepaid.beat:SingleBeatScheduler"
@@ -266,6 +292,8 @@ SPECTACULAR_SETTINGS = {
         "LedgerTransactionKindEnum": "billing.models.LedgerTransaction.Kind",
         "LedgerAccountKindEnum": "billing.models.LedgerAccount.Kind",
         "TariffKindEnum": "tariffs.models.TariffVersion.Kind",
+        "NotificationChannelEnum": "notifications.models.Channel",
+        "LanguageEnum": "accounts.models.Tenant.Language",
     },
 }
 
@@ -275,5 +303,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # The Twilio SDK logs every request and response header at INFO.
+        "twilio.http_client": {"level": "WARNING"},
+    },
 }

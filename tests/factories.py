@@ -172,3 +172,90 @@ class MqttDeviceFactory(ServiceFactory):
     def _create(cls, model_class, *args, **kwargs):
         device, _password = mqtt_device_create(actor=None, **kwargs)
         return device
+
+
+# Notifications -----------------------------------------------------------------------------------
+
+
+class NotificationFactory(factory.django.DjangoModelFactory):
+    """Notifications of one event through `notifications.services.notify`, one per channel the
+    tenant is told on; yields the first (email, when the tenant has an address)."""
+
+    class Meta:
+        model = "notifications.Notification"
+
+    account = factory.SubFactory(AccountFactory)
+    event = "topup_received"
+    context = factory.LazyFunction(
+        lambda: {
+            "amount": "100.00",
+            "currency": "CNY",
+            "receipt": "P1-00000001",
+            "balance": "100.00",
+        }
+    )
+    idempotency_key = factory.Sequence(lambda n: f"notification-{n}")
+
+    @classmethod
+    def _create(cls, model_class, *args, account, **kwargs):
+        from notifications.services import notify
+
+        return notify(account_id=account.pk, **kwargs)[0]
+
+    @classmethod
+    def _build(cls, model_class, *args, **kwargs):
+        raise TypeError(f"{cls.__name__} creates through a service; use create().")
+
+
+# Daily freeze ------------------------------------------------------------------------------------
+
+
+def _days_ago(days: int):
+    return factory.LazyFunction(lambda: timezone.now() - timedelta(days=days))
+
+
+def _local_day_before_yesterday(prop):
+    return (timezone.now() - timedelta(days=2)).astimezone(prop.zone).date()
+
+
+class DailyFreezeFactory(ServiceFactory):
+    """An account's frozen day through `billing.freeze.freeze_day`: by default the account
+    opened three days ago and the day is the day before yesterday, local time."""
+
+    class Meta:
+        model = "billing.DailyFreeze"
+
+    account = factory.SubFactory(AccountFactory, opened_at=_days_ago(3))
+    day = factory.LazyAttribute(lambda row: _local_day_before_yesterday(row.account.unit.property))
+
+    @classmethod
+    def _create(cls, model_class, *args, account, day):
+        from billing.freeze import freeze_day
+        from billing.models import DailyFreeze
+
+        freeze_day(property=account.unit.property, day=day)
+        return DailyFreeze.objects.get(account=account, day=day)
+
+
+class MeterFreezeFactory(ServiceFactory):
+    """A meter's frozen day through `billing.freeze.freeze_day`: by default the meter was
+    installed three days ago, reading 0 then, and the day is the day before yesterday."""
+
+    class Meta:
+        model = "billing.MeterFreeze"
+
+    meter = factory.SubFactory(MeterFactory, installed_at=_days_ago(3))
+    day = factory.LazyAttribute(lambda row: _local_day_before_yesterday(row.meter.unit.property))
+
+    @classmethod
+    def _create(cls, model_class, *args, meter, day):
+        from billing.freeze import freeze_day
+        from billing.models import MeterFreeze
+
+        meters.readings_ingest(
+            meters=Meter.objects.filter(pk=meter.pk),
+            rows=[{"serial": meter.serial, "taken_at": meter.installed_at, "register": Decimal(0)}],
+            source="manual",
+        )
+        freeze_day(property=meter.unit.property, day=day)
+        return MeterFreeze.objects.get(meter=meter, day=day)

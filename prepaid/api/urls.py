@@ -11,6 +11,7 @@ from meters.api import (
     ReadingViewSet,
     RelayCommandViewSet,
 )
+from notifications.api import ChannelPreferenceViewSet, NotificationViewSet
 from prepaid.audit.api import AuditLogViewSet
 from tariffs.api import TariffViewSet
 
@@ -32,5 +33,9 @@ router.register("gateways", GatewayViewSet, basename="gateway")
 router.register("mqtt-devices", MqttDeviceViewSet, basename="mqtt-device")
 router.register("relay-commands", RelayCommandViewSet, basename="relay-command")
 router.register("alarms", AlarmViewSet, basename="alarm")
+router.register("notifications", NotificationViewSet, basename="notification")
+router.register(
+    "notification-preferences", ChannelPreferenceViewSet, basename="notification-preference"
+)
 
 urlpatterns = router.urls

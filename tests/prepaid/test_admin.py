@@ -16,7 +16,16 @@ def superuser_client(client, django_user_model):
 
 
 def test_every_model_of_ours_is_registered():
-    ours = {"accounts", "meters", "billing", "audit", "tariffs", "payments", "reports"}
+    ours = {
+        "accounts",
+        "meters",
+        "billing",
+        "audit",
+        "tariffs",
+        "payments",
+        "reports",
+        "notifications",
+    }
     from django.apps import apps
 
     models = {m for m in apps.get_models() if m._meta.app_label in ours}
