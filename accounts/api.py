@@ -53,6 +53,7 @@ class BalancePolicyIn(serializers.Serializer):
     warning_levels = serializers.ListField(
         child=serializers.DecimalField(max_digits=14, decimal_places=4), max_length=10
     )
+    warning_days = serializers.IntegerField(min_value=1, max_value=60, allow_null=True)
     cutoff_threshold = serializers.DecimalField(max_digits=14, decimal_places=4)
     restore_threshold = serializers.DecimalField(max_digits=14, decimal_places=4)
     grace_minutes = serializers.IntegerField(min_value=0, max_value=24 * 60)

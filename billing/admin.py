@@ -3,12 +3,16 @@ from django.contrib import admin
 from accounts.admin import ReadOnlyAdmin
 from billing.models import (
     BalancePolicy,
+    BalanceWarning,
     Charge,
     ChargeCursor,
     ChargeTotals,
     CutoffDecision,
+    DailyFreeze,
+    FreezeCursor,
     LedgerAccount,
     LedgerTransaction,
+    MeterFreeze,
     Posting,
     Receipt,
     ReceiptSequence,
@@ -104,3 +108,35 @@ class CutoffDecisionAdmin(ReadOnlyAdmin):
     list_display = ["account", "decided_at", "outcome", "balance", "until", "command"]
     list_filter = ["outcome"]
     list_select_related = ["account", "command"]
+
+
+@admin.register(BalanceWarning)
+class BalanceWarningAdmin(ReadOnlyAdmin):
+    list_display = ["account", "created_at", "kind", "balance", "level", "days_left", "cutoff_at"]
+    list_filter = ["kind"]
+    list_select_related = ["account"]
+
+
+@admin.register(FreezeCursor)
+class FreezeCursorAdmin(ReadOnlyAdmin):
+    list_display = ["property", "frozen_through", "updated_at"]
+    list_select_related = ["property"]
+
+
+@admin.register(MeterFreeze)
+class MeterFreezeAdmin(ReadOnlyAdmin):
+    list_display = ["day", "meter", "register", "method", "estimated", "consumption"]
+    list_filter = ["method", "estimated", "property"]
+    date_hierarchy = "day"
+    list_select_related = ["meter"]
+
+
+@admin.register(DailyFreeze)
+class DailyFreezeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "day", "account", "currency", "opening_balance", "topups", "energy_net", "energy_tax",
+        "standing_net", "standing_tax", "refunds", "adjustments", "closing_balance", "month_end",
+    ]  # fmt: skip
+    list_filter = ["month_end", "property"]
+    date_hierarchy = "day"
+    list_select_related = ["account__tenant", "account__unit__property"]

@@ -18,7 +18,16 @@ from rest_framework.response import Response
 
 from accounts.models import Account
 from billing import services
-from billing.models import Charge, CutoffDecision, LedgerTransaction, Posting, Receipt
+from billing.models import (
+    BalanceWarning,
+    Charge,
+    CutoffDecision,
+    DailyFreeze,
+    LedgerTransaction,
+    MeterFreeze,
+    Posting,
+    Receipt,
+)
 from prepaid.api.pagination import CursorPagination
 from prepaid.api.scoped import ScopedRelatedField, ScopedViewSet
 from prepaid.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, quantize
@@ -345,4 +354,134 @@ class CutoffDecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Sc
     serializer_class = CutoffDecisionOut
     filterset_class = CutoffDecisionFilter
     pagination_class = CursorPagination.with_ordering(("-decided_at", "-id"))
+    ordering_fields: list[str] = []
+
+
+class BalanceWarningOut(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    account = serializers.UUIDField(source="account.uuid", read_only=True)
+
+    class Meta:
+        model = BalanceWarning
+        fields = [
+            "id",
+            "account",
+            "kind",
+            "balance",
+            "level",
+            "days_left",
+            "cutoff_at",
+            "created_at",
+        ]
+
+
+class BalanceWarningFilter(filters.FilterSet):
+    account = filters.UUIDFilter(field_name="account__uuid")
+    property = filters.UUIDFilter(field_name="account__unit__property__uuid")
+    kind = filters.ChoiceFilter(choices=BalanceWarning.Kind.choices)
+    since = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+
+    class Meta:
+        model = BalanceWarning
+        fields = ["account", "property", "kind", "since"]
+
+
+class BalanceWarningViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """Every warning tenants were sent about their credit: a level fallen through, few days
+    left, or a cut-off scheduled for the end of a protected period."""
+
+    queryset = BalanceWarning.objects.select_related("account")
+    serializer_class = BalanceWarningOut
+    filterset_class = BalanceWarningFilter
+    pagination_class = CursorPagination.with_ordering(("-created_at", "-id"))
+    ordering_fields: list[str] = []
+
+
+# Daily freeze ------------------------------------------------------------------------------------
+
+
+class DailyFreezeOut(serializers.ModelSerializer):
+    account = serializers.UUIDField(source="account.uuid", read_only=True)
+    property = serializers.UUIDField(source="property.uuid", read_only=True)
+    opening_balance = AmountOut(currency="currency")
+    topups = AmountOut(currency="currency")
+    energy_net = AmountOut(currency="currency")
+    energy_tax = AmountOut(currency="currency")
+    standing_net = AmountOut(currency="currency")
+    standing_tax = AmountOut(currency="currency")
+    refunds = AmountOut(currency="currency")
+    adjustments = AmountOut(currency="currency", help_text="Adjustments and reversals, signed.")
+    closing_balance = AmountOut(currency="currency")
+
+    class Meta:
+        model = DailyFreeze
+        fields = [
+            "account", "property", "day", "currency", "opening_balance", "topups", "energy_net",
+            "energy_tax", "standing_net", "standing_tax", "refunds", "adjustments",
+            "closing_balance", "electricity", "water", "month_end", "month_electricity",
+            "month_water",
+        ]  # fmt: skip
+
+
+class DailyFreezeFilter(filters.FilterSet):
+    property = filters.UUIDFilter(field_name="property__uuid")
+    account = filters.UUIDFilter(field_name="account__uuid")
+    since = filters.DateFilter(field_name="day", lookup_expr="gte", label="From this day on")
+    until = filters.DateFilter(field_name="day", lookup_expr="lt", label="Before this day")
+    month_end = filters.BooleanFilter()
+
+    class Meta:
+        model = DailyFreeze
+        fields = ["property", "account", "since", "until", "month_end"]
+
+
+class DailyFreezeViewSet(mixins.ListModelMixin, ScopedViewSet):
+    """Each tenant account's wallet over each local day: its balance at the midnights either
+    side, the day's top-ups, charges (energy and standing, net and tax), refunds and
+    adjustments, and what its unit's meters measured. opening + top-ups - charges - refunds +
+    adjustments = closing on every row. Month-end rows carry the month's tier counters."""
+
+    queryset = DailyFreeze.objects.select_related("account", "property")
+    serializer_class = DailyFreezeOut
+    filterset_class = DailyFreezeFilter
+    pagination_class = CursorPagination.with_ordering(("-day", "-id"))
+    ordering_fields: list[str] = []
+
+
+class MeterFreezeOut(serializers.ModelSerializer):
+    meter = serializers.UUIDField(source="meter.uuid", read_only=True)
+    serial = serializers.CharField(source="meter.serial", read_only=True)
+    utility = serializers.CharField(source="meter.utility", read_only=True)
+    unit = serializers.CharField(source="meter.register_unit", read_only=True)
+    property = serializers.UUIDField(source="property.uuid", read_only=True)
+
+    class Meta:
+        model = MeterFreeze
+        fields = [
+            "meter", "serial", "utility", "unit", "property", "day", "register", "method",
+            "estimated", "consumption",
+        ]  # fmt: skip
+
+
+class MeterFreezeFilter(filters.FilterSet):
+    property = filters.UUIDFilter(field_name="property__uuid")
+    meter = filters.UUIDFilter(field_name="meter__uuid")
+    since = filters.DateFilter(field_name="day", lookup_expr="gte", label="From this day on")
+    until = filters.DateFilter(field_name="day", lookup_expr="lt", label="Before this day")
+    estimated = filters.BooleanFilter()
+
+    class Meta:
+        model = MeterFreeze
+        fields = ["property", "meter", "since", "until", "estimated"]
+
+
+class MeterFreezeViewSet(mixins.ListModelMixin, ScopedViewSet):
+    """Each meter's register at each local midnight (read then, interpolated between the
+    readings either side, or carried forward from the last one while the meter was silent;
+    the last two are flagged estimated) and the day's consumption."""
+
+    queryset = MeterFreeze.objects.select_related("meter", "property")
+    serializer_class = MeterFreezeOut
+    filterset_class = MeterFreezeFilter
+    pagination_class = CursorPagination.with_ordering(("-day", "-id"))
     ordering_fields: list[str] = []

@@ -19,7 +19,9 @@ from django.utils import timezone
 from accounts.models import Account, Property
 from accounts.selectors import holiday_calendar
 from billing.models import BalancePolicy, CutoffDecision, LedgerAccount
-from billing.protection import ProtectedPeriods, protected_until
+from billing.protection import protected_until
+from billing.selectors import balance_policy, protected_periods
+from billing.warnings import cutoff_scheduled_record
 from meters.models import Meter, RelayCommand
 from meters.relay import relay_command_issue
 from prepaid.audit.services import only_fields, update_audited
@@ -27,23 +29,6 @@ from prepaid.money import is_whole_minor_units, quantize, to_decimal
 
 Outcome = CutoffDecision.Outcome
 DEFERRALS = (Outcome.DEFERRED_GRACE, Outcome.DEFERRED_PROTECTED)
-
-
-def balance_policy(*, property: Property) -> BalancePolicy:
-    """The property's policy; the defaults when it has set none."""
-    try:
-        return property.balance_policy
-    except BalancePolicy.DoesNotExist:
-        return BalancePolicy(property=property)
-
-
-def protected_periods(policy: BalancePolicy) -> ProtectedPeriods:
-    return ProtectedPeriods(
-        daily_start=policy.protected_from,
-        daily_end=policy.protected_to,
-        weekends=policy.protect_weekends,
-        holidays=policy.protect_holidays,
-    )
 
 
 def _switchable_meters(account: Account) -> list[Meter]:
@@ -77,7 +62,12 @@ def cutoff_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffDe
     wallet = LedgerAccount.objects.select_for_update().get(pk=account.wallet_id)
     policy = balance_policy(property=account.unit.property)
     last = CutoffDecision.objects.filter(account=account).first()
-    if wallet.balance > policy.cutoff_threshold or account.status != Account.Status.OPEN:
+    if (
+        wallet.balance > policy.cutoff_threshold
+        or account.status != Account.Status.OPEN
+        # Postpaid accounts run up a bill; credit running out means nothing to them.
+        or account.mode != Account.Mode.PREPAID
+    ):
         if last is not None and last.outcome in DEFERRALS:
             return _decide(account, Outcome.SKIPPED_RECOVERED, wallet.balance, now)
         return None
@@ -92,6 +82,9 @@ def cutoff_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffDe
         # Grace starts with the first deferral since the balance ran out.
         if last is None or last.outcome not in DEFERRALS:
             until = now + timedelta(minutes=policy.grace_minutes)
+            cutoff_scheduled_record(
+                account=account, balance=wallet.balance, cutoff_at=until, now=now
+            )
             return _decide(account, Outcome.DEFERRED_GRACE, wallet.balance, now, until=until)
         if last.outcome == Outcome.DEFERRED_GRACE and last.until > now:
             return None
@@ -105,6 +98,7 @@ def cutoff_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffDe
     if until is not None:
         if last is not None and last.outcome == Outcome.DEFERRED_PROTECTED and last.until == until:
             return None
+        cutoff_scheduled_record(account=account, balance=wallet.balance, cutoff_at=until, now=now)
         return _decide(account, Outcome.DEFERRED_PROTECTED, wallet.balance, now, until=until)
     decision = None
     reason = f"Balance {wallet.balance} is at or below {policy.cutoff_threshold}."
@@ -136,6 +130,7 @@ def restore_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffD
 
 POLICY_FIELDS = (
     "warning_levels",
+    "warning_days",
     "cutoff_threshold",
     "restore_threshold",
     "grace_minutes",
@@ -159,6 +154,9 @@ def balance_policy_update(*, property: Property, actor, **changes) -> BalancePol
     for name in ("cutoff_threshold", "restore_threshold"):
         if name in changes:
             changes[name] = _amount(name, changes[name], property.currency)
+    days = changes.get("warning_days")
+    if days is not None and not 1 <= days <= 60:
+        raise ValidationError({"warning_days": "Warn between 1 and 60 days ahead, or not at all."})
     if changes.get("grace_minutes", 0) > 24 * 60:
         raise ValidationError({"grace_minutes": "A grace of more than a day is not a grace."})
     update_audited(

@@ -80,3 +80,28 @@ def _instant(local: datetime, zone: ZoneInfo) -> datetime:
     # fold=0 resolves a repeated wall-clock time to its first occurrence, and a skipped one to
     # the instant the clocks jumped over it.
     return local.replace(tzinfo=zone).astimezone(UTC)
+
+
+def next_protected_period(
+    periods: ProtectedPeriods,
+    *,
+    after: datetime,
+    zone: ZoneInfo,
+    is_holiday: Callable[[date], bool],
+    horizon: timedelta = timedelta(days=8),
+) -> tuple[datetime, datetime] | None:
+    """The protected period `after` falls in, or else the next one to start within `horizon`,
+    as (start, end) in UTC; None when there is none."""
+    if after.tzinfo is None:
+        raise TypeError("after must be an aware datetime")
+    end = protected_until(periods, at=after, zone=zone, is_holiday=is_holiday)
+    if end is not None:
+        return after.astimezone(UTC), end
+    moment = after.astimezone(zone).replace(tzinfo=None)
+    limit = moment + horizon
+    while moment < limit:
+        moment = periods.next_boundary(moment)
+        if periods.covers(moment, is_holiday):
+            start = _instant(moment, zone)
+            return start, protected_until(periods, at=start, zone=zone, is_holiday=is_holiday)
+    return None

@@ -9,11 +9,29 @@ from zoneinfo import ZoneInfo
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, Property
 from billing.forecast import days_of_credit
 from billing.models import BalancePolicy, Charge
+from billing.protection import ProtectedPeriods
 
 HISTORY = timedelta(days=14)
+
+
+def balance_policy(*, property: Property) -> BalancePolicy:
+    """The property's policy; the defaults when it has set none."""
+    try:
+        return property.balance_policy
+    except BalancePolicy.DoesNotExist:
+        return BalancePolicy(property=property)
+
+
+def protected_periods(policy: BalancePolicy) -> ProtectedPeriods:
+    return ProtectedPeriods(
+        daily_start=policy.protected_from,
+        daily_end=policy.protected_to,
+        weekends=policy.protect_weekends,
+        holidays=policy.protect_holidays,
+    )
 
 
 def days_of_credit_left(

@@ -29,7 +29,8 @@ from billing.models import (
     Receipt,
     TopupLimits,
 )
-from billing.tasks import restore_supply
+from billing.tasks import notify_topup, restore_supply
+from billing.warnings import Fall, levels_fallen_through
 from prepaid.audit.services import acting_user, audit_record
 from prepaid.inserts import insert
 from prepaid.money import is_whole_minor_units, quantize, to_decimal
@@ -206,18 +207,28 @@ def _post_locked(
             for entry in entries
         )
     )
-    _apply_to_wallets(wallets, entries)
+    lowered = _apply_to_wallets(wallets, entries)
+    levels_fallen_through(
+        falls=[Fall(pk, before, after, txn.pk) for pk, (before, after) in lowered.items()]
+    )
     return txn
 
 
-def _apply_to_wallets(wallets: dict[int, LedgerAccount], entries: Iterable[Entry]) -> None:
+def _apply_to_wallets(
+    wallets: dict[int, LedgerAccount], entries: Iterable[Entry]
+) -> dict[int, tuple[Decimal, Decimal]]:
+    """Update the locked wallets' balances; returns (before, after) of those that went down."""
     changes: dict[int, Decimal] = defaultdict(Decimal)
     for entry in entries:
         if entry.account.pk in wallets:
             changes[entry.account.pk] += entry.amount
+    lowered = {}
     # The rows are locked, so the values read under the lock plus the changes are exact.
     for wallet_id, change in changes.items():
+        before = wallets[wallet_id].balance
         wallets[wallet_id].balance += change
+        if change < 0:
+            lowered[wallet_id] = (before, wallets[wallet_id].balance)
     balance = LedgerAccount._meta.get_field("balance")
     with connection.cursor() as cursor:
         cursor.executemany(
@@ -227,6 +238,7 @@ def _apply_to_wallets(wallets: dict[int, LedgerAccount], entries: Iterable[Entry
                 for pk in sorted(changes)
             ],
         )
+    return lowered
 
 
 REVERSIBLE = {LedgerTransaction.Kind.TOPUP, LedgerTransaction.Kind.ADJUSTMENT}
@@ -524,6 +536,8 @@ def topup_record(
         # Credit is back: restore supply the moment this commits, not at the next sweep.
         account_id = account.pk
         transaction.on_commit(lambda: restore_supply.delay(account_id))
+    receipt_id, balance = receipt.pk, str(wallet.balance)
+    transaction.on_commit(lambda: notify_topup.delay(receipt_id, balance))
     return TopupResult(receipt, created=True)
 
 
@@ -645,7 +659,20 @@ def charges_post(*, charges: Sequence[ChargeInput]) -> list[Charge]:
         for txn, entries in entries_by_txn
         for entry in entries
     )
-    _apply_to_wallets(wallets, (entry for _, entries in entries_by_txn for entry in entries))
+    lowered = _apply_to_wallets(
+        wallets, (entry for _, entries in entries_by_txn for entry in entries)
+    )
+    # A wallet charged for energy and a standing charge in one run: the later posting is the
+    # one that took it through a level.
+    last_posting = {
+        entry.account.pk: txn.pk
+        for txn, entries in entries_by_txn
+        for entry in entries
+        if entry.account.pk in lowered
+    }
+    levels_fallen_through(
+        falls=[Fall(pk, before, after, last_posting[pk]) for pk, (before, after) in lowered.items()]
+    )
     ChargeTotals.objects.bulk_update(
         [totals[key] for key in by_group], ["exact_net", "exact_tax", "posted_net", "posted_tax"]
     )

@@ -16,7 +16,9 @@ def cutoff_sweep(*, meter_ids: Sequence[int] | None = None) -> dict[str, int]:
     """Decide on every open account at or below its property's cut-off threshold (only those
     of these meters' units, when given). Returns the count of each outcome."""
     default = BalancePolicy().cutoff_threshold
-    candidates = Account.objects.filter(status=Account.Status.OPEN).annotate(
+    candidates = Account.objects.filter(
+        status=Account.Status.OPEN, mode=Account.Mode.PREPAID
+    ).annotate(
         threshold=Coalesce(
             F("unit__property__balance_policy__cutoff_threshold"),
             Value(default, output_field=DecimalField()),

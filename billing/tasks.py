@@ -23,6 +23,25 @@ def cutoff_sweep_task() -> dict:
     return cutoff_sweep()
 
 
+@shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
+def charge_new_readings_task() -> dict:
+    """Periodically: charge every reading not charged yet (MQTT meters report on their own, and
+    a charge run after a poll may have been lost). A repeat charges nothing."""
+    from billing.charging import charge_new_readings
+
+    run = charge_new_readings()
+    return {"meters": run.meters, "accepted": run.accepted, "charges": run.charges}
+
+
+@shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
+def credit_warnings_task() -> dict:
+    """Periodically: warn tenants whose credit will last only a few days, or will run out
+    inside the next protected period. Each warning is sent once."""
+    from billing.warnings import credit_warnings_sweep
+
+    return credit_warnings_sweep()
+
+
 @shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
 def restore_supply(account_id: int) -> str:
     """Restore an account's supply now that its credit is back. Safe to run twice."""
@@ -30,3 +49,36 @@ def restore_supply(account_id: int) -> str:
 
     decision = restore_evaluate(account_id=account_id)
     return decision.outcome if decision else "nothing to restore"
+
+
+# Telling tenants: keyed, so a task run twice notifies once.
+
+
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+def notify_warning(warning_id: int) -> int:
+    from billing.notices import warning_notify
+
+    return len(warning_notify(warning_id=warning_id))
+
+
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+def notify_topup(receipt_id: int, balance: str) -> int:
+    from billing.notices import topup_notify
+
+    return len(topup_notify(receipt_id=receipt_id, balance=balance))
+
+
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+def notify_relay_switched(command_id: int) -> int:
+    from billing.notices import relay_switch_notify
+
+    return len(relay_switch_notify(command_id=command_id))
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3300)
+def daily_freeze_task() -> dict:
+    """Every few minutes: freeze each property's local days that are over, catching up on any
+    missed. Each property-day commits on its own, so a run cut short resumes where it stopped."""
+    from billing.freeze import freeze_due
+
+    return freeze_due()

@@ -7,13 +7,19 @@ from accounts.services import Actor
 from meters.models import Alarm, Meter
 from prepaid.audit.services import audit_record, update_audited
 
+_GRAVITY = list(Alarm.Severity.values)
+
 
 def alarm_raise(
     *, meter: Meter, kind: str, message: str, severity: str = Alarm.Severity.WARNING
 ) -> Alarm:
-    """Open an alarm for a meter, or return the one of that kind already open."""
+    """Open an alarm for a meter, or return the one of that kind already open, made graver
+    when this one is (a command that keeps failing goes from warning to critical)."""
     open_alarm = Alarm.objects.filter(meter=meter, kind=kind, closed_at__isnull=True).first()
     if open_alarm is not None:
+        if _GRAVITY.index(severity) > _GRAVITY.index(open_alarm.severity):
+            open_alarm.severity, open_alarm.message = severity, message[:500]
+            open_alarm.save(update_fields=["severity", "message"])
         return open_alarm
     try:
         with transaction.atomic():

@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.services import Actor
+from billing.tasks import notify_relay_switched
 from meters.alarms import alarm_clear, alarm_raise
 from meters.models import Alarm, Meter, RelayCommand
 from meters.mqtt_client import PublishFailed, publisher
@@ -143,6 +145,7 @@ def relay_command_record(*, command_id: int, outcome: Outcome) -> RelayCommand:
         alarm_clear(
             meter=command.meter, kind=Alarm.Kind.COMMAND_FAILED, note="a later command confirmed"
         )
+        transaction.on_commit(lambda: notify_relay_switched.delay(command_id))
         return command
     error = outcome.error or "the relay did not change state"
     retry_at = now + min(FIRST_RETRY * 2 ** (command.attempts - 1), LONGEST_RETRY)
@@ -151,19 +154,30 @@ def relay_command_record(*, command_id: int, outcome: Outcome) -> RelayCommand:
         return command
     command.state, command.next_attempt_at, command.last_error = State.QUEUED, retry_at, error[:300]
     command.save(update_fields=["state", "next_attempt_at", "last_error"])
+    # Staff see at once that a meter did not switch (most often: it is offline), not only
+    # when the retries run out.
+    alarm_raise(
+        meter=command.meter,
+        kind=Alarm.Kind.COMMAND_FAILED,
+        message=f"Could not {_action(command)} meter {command.meter.serial} (attempt "
+        f"{command.attempts}): {error}. Retrying until {command.deadline:%Y-%m-%d %H:%M} UTC.",
+    )
     return command
+
+
+def _action(command: RelayCommand) -> str:
+    return "restore supply to" if command.close else "cut off"
 
 
 def _finish(command: RelayCommand, state: str, error: str) -> None:
     command.state, command.finished_at, command.last_error = state, timezone.now(), error[:300]
     command.save(update_fields=["state", "finished_at", "last_error"])
-    action = "restore supply to" if command.close else "cut off"
     alarm_raise(
         meter=command.meter,
         kind=Alarm.Kind.COMMAND_FAILED,
         severity=Alarm.Severity.CRITICAL,
-        message=f"Could not {action} meter {command.meter.serial} after {command.attempts} "
-        f"attempt(s): {error}",
+        message=f"Could not {_action(command)} meter {command.meter.serial} after "
+        f"{command.attempts} attempt(s): {error}",
     )
 
 
@@ -282,3 +296,32 @@ async def _switch(meter: Meter, *, close: bool) -> Outcome:
     finally:
         client.close()
     return Outcome(observed)
+
+
+# Longer than any attempt can take: the execute task's time limit plus the MQTT window.
+LOST_AFTER = timedelta(seconds=120) + MQTT_CONFIRM_WITHIN
+# A countdown task may fire a little late; only a command overdue by more has lost its task.
+OVERDUE_AFTER = timedelta(seconds=30)
+
+
+def relay_commands_resume(*, now: datetime | None = None) -> dict[str, int]:
+    """The periodic safety net under the countdown tasks: enqueue every command whose attempt
+    is overdue (its task was lost to a broker restart or a killed worker), and count as failed
+    every attempt that has been sent for longer than any attempt can take. Claiming is
+    exclusive, so a command enqueued twice is sent once."""
+    now = now or timezone.now()
+    lost = RelayCommand.objects.filter(state=State.SENT, sent_at__lte=now - LOST_AFTER)
+    lost_ids = list(lost.values_list("pk", "attempts"))
+    for command_id, attempt in lost_ids:
+        outcome = Outcome(None, f"attempt {attempt} was lost before it finished")
+        command = RelayCommand.objects.get(pk=command_id)
+        if command.state == State.SENT and command.attempts == attempt:
+            _record_and_reschedule(command_id, outcome)
+    overdue = RelayCommand.objects.filter(state=State.QUEUED).filter(
+        Q(next_attempt_at__lte=now - OVERDUE_AFTER)
+        | Q(next_attempt_at__isnull=True, created_at__lte=now - OVERDUE_AFTER)
+    )
+    overdue_ids = list(overdue.values_list("pk", flat=True))
+    for command_id in overdue_ids:
+        execute_relay_command.delay(command_id)
+    return {"lost": len(lost_ids), "resumed": len(overdue_ids)}

@@ -37,3 +37,11 @@ def poll_gateways_task(gateway_ids: list[int]) -> dict:
 
     run = poll_gateways(gateway_ids=gateway_ids)
     return {"meters": run.meters, "answered": run.answered, "readings": run.readings}
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=90)
+def resume_relay_commands() -> dict:
+    """Every minute: send again what a lost task left waiting. Safe to run twice."""
+    from meters.relay import relay_commands_resume
+
+    return relay_commands_resume()

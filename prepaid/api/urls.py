@@ -1,7 +1,15 @@
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import AccountViewSet, PropertyViewSet, TenantViewSet, UnitViewSet
-from billing.api import ChargeViewSet, CutoffDecisionViewSet, LedgerTransactionViewSet, TopupViewSet
+from billing.api import (
+    BalanceWarningViewSet,
+    ChargeViewSet,
+    CutoffDecisionViewSet,
+    DailyFreezeViewSet,
+    LedgerTransactionViewSet,
+    MeterFreezeViewSet,
+    TopupViewSet,
+)
 from meters.api import (
     AlarmViewSet,
     GatewayViewSet,
@@ -26,6 +34,9 @@ router.register("ledger-transactions", LedgerTransactionViewSet, basename="ledge
 router.register("topups", TopupViewSet, basename="topup")
 router.register("charges", ChargeViewSet, basename="charge")
 router.register("cutoff-decisions", CutoffDecisionViewSet, basename="cutoff-decision")
+router.register("balance-warnings", BalanceWarningViewSet, basename="balance-warning")
+router.register("daily-freezes", DailyFreezeViewSet, basename="daily-freeze")
+router.register("meter-freezes", MeterFreezeViewSet, basename="meter-freeze")
 router.register("tariffs", TariffViewSet, basename="tariff")
 router.register("readings", ReadingViewSet, basename="reading")
 router.register("meter-profiles", MeterProfileViewSet, basename="meter-profile")

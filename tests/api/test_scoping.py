@@ -19,6 +19,7 @@ import meters
 from accounts import services
 from billing import services as billing
 from billing.control import cutoff_evaluate
+from billing.models import BalanceWarning
 from meters.alarms import alarm_raise
 from meters.models import Reading
 from meters.relay import relay_command_issue
@@ -51,6 +52,16 @@ def _cutoff_decision(prop):
     factories.MeterFactory(unit=account.unit, has_relay=True)
     # Noon on a Wednesday in Shanghai: nothing protects the account.
     return cutoff_evaluate(account_id=account.pk, now=datetime(2026, 11, 18, 4, tzinfo=UTC))
+
+
+def _balance_warning(prop):
+    account = factories.AccountFactory(unit__property=prop)
+    factories.TopupFactory(account=account, amount=Decimal("60.00"))
+    # Falls through the default 50.00 warning level.
+    billing.charges_post(
+        charges=[factories.ChargeInputFactory.build(account=account, net=Decimal("15.00"))]
+    )
+    return BalanceWarning.objects.get(account=account)
 
 
 def _charge(prop):
@@ -126,6 +137,7 @@ OBJECT_MAKERS = {
     "topup": _receipt,
     "charge": _charge,
     "cutoff-decision": _cutoff_decision,
+    "balance-warning": _balance_warning,
     "tariff": _tariff,
     "reading": _reading,
     "meter-profile": _profile,
@@ -133,11 +145,22 @@ OBJECT_MAKERS = {
     "relay-command": _relay_command,
     "alarm": _alarm,
     "mqtt-device": lambda prop: factories.MqttDeviceFactory(property=prop),
+    "notification": lambda prop: factories.NotificationFactory(account__unit__property=prop),
+    # A tenant's channels are addressed by the tenant.
+    "notification-preference": lambda prop: factories.AccountFactory(unit__property=prop).tenant,
+    "daily-freeze": lambda prop: factories.DailyFreezeFactory(account__unit__property=prop),
+    "meter-freeze": lambda prop: factories.MeterFreezeFactory(meter__unit__property=prop),
 }
 # Organisation-wide configuration: every staff member of the organisation sees it.
 ORGANISATION_WIDE = {"meter-profile"}
-# Readings have no public id of their own; a list row names its meter.
-ROW_IDENTITY = {"reading": ("meter", lambda reading: str(reading.meter.uuid))}
+# Readings have no public id of their own; a list row names its meter. Channel preferences are
+# a tenant's, and a row names the tenant. Frozen days name their account or meter.
+ROW_IDENTITY = {
+    "reading": ("meter", lambda reading: str(reading.meter.uuid)),
+    "notification-preference": ("tenant", lambda tenant: str(tenant.uuid)),
+    "daily-freeze": ("account", lambda row: str(row.account.uuid)),
+    "meter-freeze": ("meter", lambda row: str(row.meter.uuid)),
+}
 
 # A body each write would accept if the object were in scope; the matrix only checks that an
 # object outside the scope is never reached, so the body just has to be plausible.

@@ -40,6 +40,15 @@ def test_an_owner_changes_the_policy_and_it_is_audited(property_a1, api_as, owne
     assert (row.actor, row.before["grace_minutes"], row.after["grace_minutes"]) == (owner_a, 0, 15)
 
 
+def test_an_owner_turns_on_the_days_left_warning_and_off_again(property_a1, api_as, owner_a):
+    api = api_as(owner_a)
+    assert (
+        api.patch(_url(property_a1), {"warning_days": 3}, format="json").json()["warning_days"] == 3
+    )
+    assert api.patch(_url(property_a1), {"warning_days": None}, format="json").status_code == 200
+    assert BalancePolicy.objects.get(property=property_a1).warning_days is None
+
+
 def test_a_manager_may_read_but_not_change_it(property_a1, api_as, manager_a1):
     api = api_as(manager_a1)
     assert api.get(_url(property_a1)).status_code == 200
@@ -54,6 +63,8 @@ def test_a_manager_may_read_but_not_change_it(property_a1, api_as, manager_a1):
         {"warning_levels": ["1.005"]},
         {"protected_from": "18:00", "protected_to": None},
         {"grace_minutes": 2000},
+        {"warning_days": 0},
+        {"warning_days": 61},
     ],
 )
 def test_an_inconsistent_policy_is_refused_with_a_reason(property_a1, api_as, owner_a, body):

@@ -139,10 +139,20 @@ def test_a_top_up_that_clears_the_restore_threshold_enqueues_the_restore_at_comm
 ):
     with published_tasks() as sent, django_capture_on_commit_callbacks(execute=True):
         factories.TopupFactory(account=account, amount=Decimal("20.00"))
-    assert sent == [("billing.tasks.restore_supply", "commands", f"({account.pk},)")]
+    restores = [task for task in sent if task[0] == "billing.tasks.restore_supply"]
+    assert restores == [("billing.tasks.restore_supply", "commands", f"({account.pk},)")]
     with published_tasks() as sent, django_capture_on_commit_callbacks(execute=True):
         factories.TopupFactory(account=account, amount=Decimal("5.00"))
-    assert sent == []
+    assert [task[0] for task in sent] == ["billing.tasks.notify_topup"]
+
+
+def test_every_top_up_tells_the_tenant_through_the_notify_queue(
+    account, django_capture_on_commit_callbacks
+):
+    with published_tasks() as sent, django_capture_on_commit_callbacks(execute=True):
+        receipt = factories.TopupFactory(account=account, amount=Decimal("20.00"))
+    notices = [task for task in sent if task[0] == "billing.tasks.notify_topup"]
+    assert notices == [("billing.tasks.notify_topup", "notify", f"({receipt.pk}, '20.0000')")]
 
 
 def test_a_charge_run_that_exhausts_the_credit_checks_for_a_cut_off_at_once(property_a1):

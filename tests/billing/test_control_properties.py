@@ -12,14 +12,10 @@ from hypothesis import strategies as st
 
 from accounts.selectors import holiday_calendar
 from billing import services
-from billing.control import (
-    balance_policy,
-    cutoff_evaluate,
-    protected_periods,
-    restore_evaluate,
-)
+from billing.control import cutoff_evaluate, restore_evaluate
 from billing.models import BalancePolicy, CutoffDecision, LedgerAccount
 from billing.protection import protected_until
+from billing.selectors import balance_policy, protected_periods
 from meters.models import RelayCommand
 from tests import factories
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.protection import ProtectedPeriods, protected_until
+from billing.protection import ProtectedPeriods, next_protected_period, protected_until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 LONDON = ZoneInfo("Europe/London")
@@ -94,3 +94,35 @@ def test_a_protected_moment_ends_later_at_an_unprotected_one(at, start, end, wee
     assert until > moment
     after = until.astimezone(zone).replace(tzinfo=None)
     assert not periods.covers(after, no_holidays)
+
+
+def _next(periods, at, zone=SHANGHAI):
+    return next_protected_period(periods, after=at, zone=zone, is_holiday=no_holidays)
+
+
+def test_the_next_period_of_a_weekday_afternoon_is_the_coming_night():
+    start, end = _next(NIGHTS, local(SHANGHAI, 2026, 11, 18, 12))
+    assert start == local(SHANGHAI, 2026, 11, 18, 18)
+    assert end == local(SHANGHAI, 2026, 11, 19, 8)
+
+
+def test_inside_a_period_the_next_one_is_the_rest_of_it():
+    at = local(SHANGHAI, 2026, 11, 18, 23)
+    assert _next(NIGHTS, at) == (at, local(SHANGHAI, 2026, 11, 19, 8))
+
+
+def test_the_next_weekend_starts_at_saturday_midnight():
+    weekends = ProtectedPeriods(weekends=True)
+    start, end = _next(weekends, local(SHANGHAI, 2026, 11, 20, 14))
+    assert start == local(SHANGHAI, 2026, 11, 21, 0)
+    assert end == local(SHANGHAI, 2026, 11, 23, 0)
+
+
+def test_a_night_over_the_clocks_going_back_lasts_an_hour_longer():
+    # London leaves summer time at 02:00 on Sunday 25 October 2026.
+    start, end = _next(NIGHTS, local(LONDON, 2026, 10, 24, 12), zone=LONDON)
+    assert (end - start).total_seconds() == 15 * 3600
+
+
+def test_without_protected_periods_there_is_no_next_one():
+    assert _next(ProtectedPeriods(), local(SHANGHAI, 2026, 11, 18, 12)) is None

@@ -1,6 +1,8 @@
 from datetime import timedelta
 
 import pytest
+import redis
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -11,6 +13,7 @@ from meters.relay import (
     relay_command_claim,
     relay_command_issue,
     relay_command_record,
+    relay_commands_resume,
     relay_state_observed,
 )
 from prepaid.audit.models import AuditLog
@@ -100,8 +103,23 @@ def test_a_command_that_never_confirms_fails_at_its_deadline_with_an_alarm(meter
     relay_command_record(command_id=command.pk, outcome=Outcome(observed_closed=False))
     command.refresh_from_db()
     assert command.state == "failed"
-    alarm = Alarm.objects.get(meter=meter, kind="command_failed", closed_at__isnull=True)
+    # The alarm raised at the first failure, now critical.
+    alarm = Alarm.objects.get(meter=meter, kind="command_failed")
+    assert alarm.closed_at is None
+    assert alarm.severity == "critical"
     assert "Could not restore supply" in alarm.message
+
+
+def test_an_offline_meter_keeps_the_command_queued_and_raises_an_alarm_at_once(meter):
+    command = issue(meter, False)
+    relay_command_claim(command_id=command.pk)
+    relay_command_record(command_id=command.pk, outcome=Outcome(None, "no answer from the meter"))
+    command.refresh_from_db()
+    assert command.state == "queued"
+    alarm = Alarm.objects.get(meter=meter, kind="command_failed", closed_at__isnull=True)
+    assert alarm.severity == "warning"
+    assert "no answer from the meter" in alarm.message
+    assert "Retrying until" in alarm.message
 
 
 def test_an_expired_command_is_not_sent(meter):
@@ -148,3 +166,31 @@ def test_a_report_naming_another_command_confirms_nothing_but_shows_the_relay(me
         meter_id=meter.pk, closed=False, command_uuid=str(command.uuid)
     )
     assert confirmed.state == "confirmed"
+
+
+def _commands_queued() -> int:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL).llen("commands")
+
+
+def test_a_command_whose_task_was_lost_is_sent_again_by_the_resume_job(meter):
+    command = issue(meter, False)
+    later = timezone.now() + timedelta(minutes=1)
+    before = _commands_queued()
+    assert relay_commands_resume(now=later) == {"lost": 0, "resumed": 1}
+    assert _commands_queued() == before + 1
+    command.refresh_from_db()
+    assert command.state == "queued"
+
+
+def test_a_command_not_yet_overdue_is_left_to_its_own_task(meter):
+    issue(meter, False)
+    assert relay_commands_resume() == {"lost": 0, "resumed": 0}
+
+
+def test_an_attempt_lost_mid_way_counts_as_failed_and_is_retried(meter):
+    command = issue(meter, False)
+    relay_command_claim(command_id=command.pk)
+    assert relay_commands_resume(now=timezone.now() + timedelta(minutes=5))["lost"] == 1
+    command.refresh_from_db()
+    assert (command.state, command.attempts) == ("queued", 1)
+    assert "attempt 1 was lost" in command.last_error
