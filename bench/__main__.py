@@ -11,12 +11,14 @@ BENCHMARKS = [
     "poller-memory",
     "command-latency",
     "mqtt-ingest",
+    "restore-latency",
+    "daily-freeze",
 ]
 
 
 def main(names: list[str]) -> None:
     setup_django()
-    from bench import modbus, money, mqtt
+    from bench import freeze, modbus, money, mqtt, restore
 
     available = {
         "charging": money.bench_charging,
@@ -25,9 +27,14 @@ def main(names: list[str]) -> None:
         "poller-memory": modbus.bench_poller_memory,
         "command-latency": modbus.bench_command_latency,
         "mqtt-ingest": mqtt.bench_mqtt_ingest,
+        "restore-latency": restore.bench_restore_latency,
+        "daily-freeze": freeze.bench_daily_freeze,
     }
     for name in names or BENCHMARKS:
-        available[name]().report()
+        # A benchmark gives one result, or one per variant (restore-latency: per transport).
+        outcome = available[name]()
+        for result in outcome if isinstance(outcome, list) else [outcome]:
+            result.report()
 
 
 if __name__ == "__main__":

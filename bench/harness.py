@@ -6,9 +6,10 @@ machine (raw SQL, a raw protocol loop), and the ratio, because these machines ar
 
 import json
 import os
+import statistics
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import django
@@ -18,9 +19,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def setup_django() -> None:
-    """Point Django at a fresh bench database (created if missing) and migrate it."""
-    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
-    name = "prepaid_bench"
+    """Point Django at a fresh bench database, `<the DATABASE_URL's database>_bench` (so
+    `make bench` gets prepaid_bench, and two engineers with their own DATABASE_URL do not
+    drop each other's), and migrate it. The database DATABASE_URL names is never touched."""
+    url, database = os.environ["DATABASE_URL"].rsplit("/", 1)
+    name = f"{database}_bench"
     with psycopg.connect(f"{url}/postgres", autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {name}")
@@ -48,6 +51,9 @@ class Result:
     baseline: float
     target: str
     notes: str = ""
+    # Latency benchmarks: the figure's and the baseline's percentiles, e.g. {"p50": 12.3}.
+    percentiles: dict[str, float] = field(default_factory=dict)
+    baseline_percentiles: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -58,11 +64,30 @@ class Result:
             f"{self.name}: {self.figure:,.1f} {self.unit}  |  baseline {self.baseline:,.1f} "
             f"{self.unit}  |  ratio {self.ratio:.2f}  |  target {self.target}"
         )
+        if self.percentiles:
+            print(
+                f"    {_spread(self.percentiles, self.unit)}  |  baseline "
+                f"{_spread(self.baseline_percentiles, self.unit)}"
+            )
         if self.notes:
             print(f"    {self.notes}")
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"{self.name.replace(' ', '_')}.json"
-        path.write_text(json.dumps({**asdict(self), "ratio": self.ratio}, indent=2) + "\n")
+        # Results without percentiles keep the file format they always had.
+        fields = {key: value for key, value in asdict(self).items() if value != {}}
+        path.write_text(json.dumps({**fields, "ratio": self.ratio}, indent=2) + "\n")
+
+
+def percentiles(samples: list[float], *points: int) -> dict[str, float]:
+    """The given percentiles of `samples`, interpolated between samples (numpy's default)."""
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return {f"p{point}": cuts[point - 1] for point in points}
+
+
+def _spread(values: dict[str, float], unit: str) -> str:
+    return (
+        ", ".join(f"{name} {value:,.1f}" for name, value in values.items()) + f" {unit.split()[0]}"
+    )
 
 
 def bench_property(code: str, name: str):
