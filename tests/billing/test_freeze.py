@@ -8,9 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.db.models import ProtectedError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from accounts.models import Account
 from billing.charging import charge_new_readings
 from billing.freeze import FREEZE_LAG, FreezeError, day_bounds, freeze_day, freeze_due
 from billing.models import (
@@ -292,6 +294,19 @@ def test_freezing_again_writes_nothing_and_changes_nothing(property_a1):
         list(DailyFreeze.objects.order_by("pk").values()),
     )
     assert after == before
+
+
+def test_a_meter_or_account_with_frozen_days_cannot_be_deleted(property_a1):
+    meter, account = occupied(property_a1, since=local(DAY1))
+    read(meter, (local(DAY1), 100), (local(DAY2, 1), 126))
+    freeze_day(property=property_a1, day=DAY1)
+    # The freeze's rows carry no database constraint; the models' PROTECT is what keeps them.
+    with pytest.raises(ProtectedError) as meter_refused:
+        Meter.objects.filter(pk=meter.pk).delete()
+    with pytest.raises(ProtectedError) as account_refused:
+        Account.objects.filter(pk=account.pk).delete()
+    assert MeterFreeze in {type(row) for row in meter_refused.value.protected_objects}
+    assert DailyFreeze in {type(row) for row in account_refused.value.protected_objects}
 
 
 def test_a_day_frozen_out_of_order_is_kept_and_the_catch_up_fills_the_gap(property_a1):
