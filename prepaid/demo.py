@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from accounts import services as accounts
 from accounts.models import Account, Membership, Organisation, Property, Tenant, Unit
-from billing.charging import charge_new_readings, standing_charges_post
+from billing.charging import charge_new_readings
+from billing.freeze import freeze_due
 from billing.services import topup_record
 from meters import services as meters
 from meters.load_profile import register_series
@@ -258,7 +259,8 @@ def _seed_tariffs(properties: dict[str, Property], since) -> None:
 
 def demo_simulate(*, days: int) -> dict[str, int]:
     """Run the demo for the last `days` days: every meter reports each 15 minutes, consumption
-    and standing charges are charged, and tenants top up at the counter now and then.
+    is charged, every day since the tenants moved in is frozen with its standing charges, and
+    tenants top up at the counter now and then.
     Re-running covers the same days without charging anything twice."""
     now = timezone.now()
     end = now - timedelta(minutes=now.minute % 15, seconds=now.second, microseconds=now.microsecond)
@@ -278,16 +280,16 @@ def demo_simulate(*, days: int) -> dict[str, int]:
             )
     Reading.objects.bulk_create(readings, ignore_conflicts=True, batch_size=5000)
     run = charge_new_readings()
-    standing = 0
-    for prop in Property.objects.filter(organisation__slug=DEMO_SLUG):
-        today = end.astimezone(prop.zone).date()
-        for offset in range(days, 0, -1):
-            standing += standing_charges_post(property=prop, day=today - timedelta(days=offset))
+    # As the daily freeze job would have done over the tenants' time in their units: each day's
+    # standing charges, and every meter and wallet at each midnight. Before the top-ups, so the
+    # tenants who top up enough to stay in credit do so after every day's charges.
+    frozen = freeze_due(now=now)
     topups = _simulate_topups(start, days)
     return {
         "readings": len(readings),
         "charged": run.accepted,
-        "standing": standing,
+        "standing": frozen["standing_charges"],
+        "frozen_days": frozen["days"],
         "topups": topups,
     }
 

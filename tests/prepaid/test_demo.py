@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from accounts.models import Account, Membership, Organisation, Property, Tenant, Unit
-from billing.models import Charge, LedgerTransaction, Receipt
+from billing.models import Charge, DailyFreeze, LedgerAccount, LedgerTransaction, Receipt
 from meters.models import Meter, Reading
 from prepaid.audit.models import AuditLog
 
@@ -63,7 +63,14 @@ def test_a_simulated_demo_week_leaves_the_ledger_consistent_and_reruns_change_no
     call_command("simulate_demo", "--days", "7")
     charged = Reading.objects.filter(status="accepted").count()
     assert charged >= 40 * 7 * 96
-    assert Charge.objects.filter(kind="standing").count() == 36 * 7
+    # Every day since the tenants moved in, 60 days ago, is frozen with its standing charges.
+    assert DailyFreeze.objects.count() >= 36 * 59
+    # Only KLC's tariff has a daily fixed charge: one for each of its frozen account-days.
+    assert Charge.objects.filter(kind="standing").count() == (
+        DailyFreeze.objects.filter(property__code="KLC").count()
+    )
+    # Only the tenants who forget to top up (every ninth) run out of credit.
+    assert LedgerAccount.objects.filter(kind="wallet", balance__lte=0).count() <= 36 // 9
     transactions = LedgerTransaction.objects.count()
     call_command("verify_ledger")
     call_command("simulate_demo", "--days", "7")

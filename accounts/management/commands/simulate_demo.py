@@ -23,7 +23,8 @@ class Command(BaseCommand):
         counts = demo_simulate(days=days)
         self.stdout.write(
             f"Simulated {days} days: {counts['readings']} readings ({counts['charged']} charged), "
-            f"{counts['standing']} standing charges, {counts['topups']} top-ups."
+            f"{counts['standing']} standing charges, {counts['frozen_days']} property-days "
+            f"frozen, {counts['topups']} top-ups."
         )
         if demo_simulator_state(settings.VAR_DIR):
             self.stdout.write("The simulated meters will carry on from there.")
