@@ -116,6 +116,10 @@ class LedgerTransaction(models.Model):
         STANDING_CHARGE = "standing_charge", "Standing charge"
         REVERSAL = "reversal", "Reversal"
         ADJUSTMENT = "adjustment", "Adjustment"
+        # A refund takes the money out of the wallet into refunds payable when it starts, and
+        # pays it out to the provider's clearing account when the provider confirms it.
+        REFUND = "refund", "Refund"
+        REFUND_PAYOUT = "refund_payout", "Refund paid out"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # Both led by the composite indexes below; single-column ones would only slow every posting.

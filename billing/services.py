@@ -449,10 +449,66 @@ def topup_record(
     The same idempotency key returns the original receipt; reused with a different amount or
     account it is refused.
     """
-    amount = to_decimal(amount)
     if channel not in COUNTER_CHANNELS:
         raise LedgerError({"channel": f"Choose one of {', '.join(COUNTER_CHANNELS)}."})
     book_kind, book_channel = COUNTER_CHANNELS[channel]
+    return _topup(
+        account=account,
+        amount=to_decimal(amount),
+        channel=channel,
+        book=(book_kind, book_channel),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        reference=reference,
+        currency=currency,
+        enforce_limits=True,
+    )
+
+
+@transaction.atomic
+def payment_topup_record(
+    *,
+    account: Account,
+    amount: Decimal,
+    currency: str,
+    provider: str,
+    idempotency_key: str,
+    reference: str,
+    actor=None,
+) -> TopupResult:
+    """Money in through an online payment: provider clearing account to wallet, receipt
+    numbered, supply restored.
+
+    The provider already holds the money, so neither the top-up limits nor a move-out since the
+    checkout may refuse it: refusing would lose a payment. Limits are checked at checkout, and
+    credit on a closed account is there for staff to refund.
+    """
+    return _topup(
+        account=account,
+        amount=to_decimal(amount),
+        channel=provider,
+        book=(Kind.CLEARING, provider),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        reference=reference,
+        currency=currency,
+        enforce_limits=False,
+    )
+
+
+def _topup(
+    *,
+    account: Account,
+    amount: Decimal,
+    channel: str,
+    book: tuple[str, str],
+    actor,
+    idempotency_key: str,
+    reference: str,
+    currency: str | None,
+    enforce_limits: bool,
+) -> TopupResult:
+    book_kind, book_channel = book
     # Lock the wallet alone, then read the account in a new statement: a move-out locks the
     # wallet first too, so once we hold it the status read here is the latest. (Columns joined
     # into the locking statement would come from its older snapshot.) Charge runs, which only
@@ -472,33 +528,23 @@ def topup_record(
     if not is_whole_minor_units(amount, prop_currency):
         raise LedgerError({"amount": f"Give the amount in whole {prop_currency} minor units."})
     if context.book_id is None:
-        book = book_account(
+        book_account_row = book_account(
             property=Property.objects.get(pk=context.property_id),
             kind=book_kind,
             channel=book_channel,
         )
     else:
-        book = LedgerAccount(
+        book_account_row = LedgerAccount(
             pk=context.book_id, kind=book_kind, channel=book_channel, currency=prop_currency
         )
-    entries = [Entry(wallet, amount), Entry(book, -amount)]
+    entries = [Entry(wallet, amount), Entry(book_account_row, -amount)]
     fingerprint = _entries_fingerprint(LedgerTransaction.Kind.TOPUP, entries, reference)
     if context.replayed_id is not None:
         if context.replayed_fingerprint != fingerprint:
             raise _key_reused()
         return TopupResult(Receipt.objects.get(transaction_id=context.replayed_id), created=False)
-    if context.status != Account.Status.OPEN:
-        raise LedgerError("Top-ups go to open accounts only.")
-    limits = context.limits
-    if amount < limits.minimum:
-        raise LedgerError({"amount": f"The smallest top-up is {limits.minimum} {prop_currency}."})
-    if amount > limits.maximum:
-        raise LedgerError({"amount": f"The largest top-up is {limits.maximum} {prop_currency}."})
-    if wallet.balance + amount > limits.max_balance:
-        room = max(limits.max_balance - wallet.balance, Decimal(0))
-        raise LedgerError(
-            {"amount": f"A wallet may hold at most {limits.max_balance}; at most {room} fits."}
-        )
+    if enforce_limits:
+        _check_topup_limits(context, wallet=wallet, amount=amount)
     txn = _post_locked(
         organisation_id=context.organisation_id,
         property_id=context.property_id,
@@ -539,6 +585,22 @@ def topup_record(
     receipt_id, balance = receipt.pk, str(wallet.balance)
     transaction.on_commit(lambda: notify_topup.delay(receipt_id, balance))
     return TopupResult(receipt, created=True)
+
+
+def _check_topup_limits(context: _TopupContext, *, wallet: LedgerAccount, amount: Decimal) -> None:
+    currency = context.currency
+    if context.status != Account.Status.OPEN:
+        raise LedgerError("Top-ups go to open accounts only.")
+    limits = context.limits
+    if amount < limits.minimum:
+        raise LedgerError({"amount": f"The smallest top-up is {limits.minimum} {currency}."})
+    if amount > limits.maximum:
+        raise LedgerError({"amount": f"The largest top-up is {limits.maximum} {currency}."})
+    if wallet.balance + amount > limits.max_balance:
+        room = max(limits.max_balance - wallet.balance, Decimal(0))
+        raise LedgerError(
+            {"amount": f"A wallet may hold at most {limits.max_balance}; at most {room} fits."}
+        )
 
 
 # Charges -----------------------------------------------------------------------------------------

@@ -1,0 +1,46 @@
+from django.contrib import admin
+
+from accounts.admin import ReadOnlyAdmin
+from payments.models import PaymentIntent, ProviderConfig, ProviderEvent, Refund, SandboxPayment
+
+
+@admin.register(ProviderConfig)
+class ProviderConfigAdmin(ReadOnlyAdmin):
+    # Sealed secrets stay out of the admin too: it shows which are set, never their values.
+    list_display = ["organisation", "provider", "enabled", "updated_at"]
+    list_filter = ["provider", "enabled"]
+    fields = ["organisation", "provider", "enabled", "settings", "secrets_set", "updated_at"]
+    readonly_fields = fields
+    list_select_related = ["organisation"]
+
+
+@admin.register(PaymentIntent)
+class PaymentIntentAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "reference", "provider", "account", "amount", "status"]
+    list_filter = ["provider", "status", "property"]
+    search_fields = ["reference", "provider_reference", "transaction_id", "uuid"]
+    date_hierarchy = "created_at"
+    list_select_related = ["account__tenant", "account__unit__property"]
+
+
+@admin.register(ProviderEvent)
+class ProviderEventAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "config", "event_id", "source", "outcome", "reason", "status"]
+    list_filter = ["outcome", "reason", "source"]
+    search_fields = ["event_id"]
+    date_hierarchy = "received_at"
+    list_select_related = ["config"]
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "intent", "amount", "status", "requested_by"]
+    list_filter = ["status"]
+    search_fields = ["reference", "provider_refund_id"]
+    list_select_related = ["intent", "requested_by"]
+
+
+@admin.register(SandboxPayment)
+class SandboxPaymentAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "reference", "amount", "currency", "status"]
+    list_filter = ["status"]

@@ -1,0 +1,289 @@
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from billing.models import amount_field
+from prepaid.scoping import ScopedQuerySet
+
+
+class Provider(models.TextChoices):
+    MANUAL = "manual", "Cash or bank transfer"
+    SANDBOX = "sandbox", "Sandbox"
+    STRIPE = "stripe", "Stripe Checkout"
+    WECHAT = "wechat", "WeChat Pay"
+    ALIPAY = "alipay", "Alipay"
+
+
+# The secrets each provider needs; everything else it is configured with is public settings.
+PROVIDER_SECRETS: dict[str, tuple[str, ...]] = {
+    Provider.MANUAL: (),
+    Provider.SANDBOX: ("webhook_secret",),
+    Provider.STRIPE: ("api_key", "webhook_secret"),
+    Provider.WECHAT: ("merchant_private_key", "apiv3_key"),
+    Provider.ALIPAY: ("app_private_key",),
+}
+
+
+class ProviderConfigQuerySet(ScopedQuerySet):
+    organisation_lookup = "organisation"
+    property_lookup = None
+
+
+class ProviderConfig(models.Model):
+    """How one organisation takes payments through one provider.
+
+    Secrets are stored sealed (see `payments.secrets`) and are never shown back: readers get
+    which of them are set, not their values.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="payment_providers"
+    )
+    provider = models.CharField(max_length=10, choices=Provider.choices)
+    enabled = models.BooleanField(default=True)
+    settings = models.JSONField(default=dict, blank=True)
+    sealed_secrets = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProviderConfigQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "provider"], name="provider_config_one_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} ({self.organisation_id})"
+
+    def secrets_set(self) -> dict[str, bool]:
+        return {name: name in self.sealed_secrets for name in PROVIDER_SECRETS[self.provider]}
+
+
+class PaymentIntentQuerySet(ScopedQuerySet):
+    organisation_lookup = "organisation"
+    property_lookup = "property"
+
+
+class PaymentIntent(models.Model):
+    """One attempt by a tenant to pay online: from checkout to credit, and any refunds.
+
+    `reference` is what the provider knows it by (out_trade_no, client_reference_id). The wallet
+    is credited at most once, under the ledger key `payment:<uuid>`, whatever the provider sends.
+    """
+
+    class Status(models.TextChoices):
+        CREATED = "created", "Created"
+        PENDING = "pending", "Waiting for payment"
+        SUCCEEDED = "succeeded", "Paid"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+        PARTIALLY_REFUNDED = "partially_refunded", "Partly refunded"
+        REFUNDED = "refunded", "Refunded"
+
+    class Client(models.TextChoices):
+        DESKTOP = "desktop", "Desktop or QR code"
+        MOBILE = "mobile", "Phone"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    reference = models.CharField(max_length=32, unique=True)
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="+"
+    )
+    property = models.ForeignKey("accounts.Property", on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="payment_intents"
+    )
+    config = models.ForeignKey(ProviderConfig, on_delete=models.PROTECT, related_name="intents")
+    provider = models.CharField(max_length=10, choices=Provider.choices)
+    amount = amount_field()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATED)
+    client = models.CharField(max_length=10, choices=Client.choices, default=Client.DESKTOP)
+    provider_reference = models.CharField(max_length=200, blank=True)
+    # The provider's id of the money movement; unique per provider account, so two intents can
+    # never both claim one payment.
+    transaction_id = models.CharField(max_length=200, blank=True)
+    redirect_url = models.URLField(max_length=2000, blank=True)
+    qr_code = models.CharField(max_length=2000, blank=True)
+    return_url = models.CharField(max_length=500, blank=True)
+    failure_reason = models.CharField(max_length=300, blank=True)
+    expires_at = models.DateTimeField()
+    # Money reserved by refunds started (pending or done); never more than `amount`.
+    refunded_amount = amount_field(default=0)
+    receipt = models.OneToOneField(
+        "billing.Receipt", null=True, blank=True, on_delete=models.PROTECT, related_name="intent"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+    # When the stranded-payment sweep last asked the provider.
+    queried_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PaymentIntentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["config", "transaction_id"],
+                condition=~Q(transaction_id=""),
+                name="intent_transaction_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__gt=0)
+                & Q(refunded_amount__gte=0)
+                & Q(refunded_amount__lte=models.F("amount")),
+                name="intent_refunds_within_amount",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="intent_status_created"),
+            models.Index(fields=["account", "created_at"], name="intent_account_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} {self.amount} {self.currency} ({self.reference})"
+
+    # Methods, not properties: the `property` field shadows the builtin in this class body.
+    def is_credited(self) -> bool:
+        return self.receipt_id is not None
+
+    def refundable(self) -> Decimal:
+        return self.amount - self.refunded_amount if self.is_credited() else Decimal(0)
+
+
+class ProviderEventQuerySet(ScopedQuerySet):
+    organisation_lookup = "config__organisation"
+    property_lookup = "intent__property"
+
+
+class ProviderEvent(models.Model):
+    """Every notification a provider sent us, as received: applied, ignored or rejected.
+
+    A verified event is stored once per provider account (its id is unique there), so a replay
+    is recognised and answered without acting again. Rejected ones are kept with their reason,
+    so forged or broken notifications are counted and can be looked at.
+    """
+
+    class Outcome(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        IGNORED = "ignored", "Nothing to do"
+        REJECTED = "rejected", "Rejected"
+
+    config = models.ForeignKey(ProviderConfig, on_delete=models.PROTECT, related_name="events")
+    event_id = models.CharField(max_length=200, blank=True)
+    intent = models.ForeignKey(
+        PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
+    # Where it came from: a webhook, or the answer to our own status query.
+    source = models.CharField(max_length=10, default="webhook")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    reason = models.CharField(max_length=20, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=20, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ProviderEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["config", "event_id"],
+                condition=~Q(outcome="rejected"),
+                name="provider_event_once",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["outcome", "reason", "received_at"], name="event_outcome_reason")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.config.provider} {self.event_id or '?'}: {self.outcome}"
+
+
+class RefundQuerySet(ScopedQuerySet):
+    organisation_lookup = "intent__organisation"
+    property_lookup = "intent__property"
+
+
+class Refund(models.Model):
+    """Money paid back through the provider. The wallet is debited when the refund starts (held
+    in refunds payable), settled when the provider confirms, and given back if it fails."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "In progress"
+        SUCCEEDED = "succeeded", "Refunded"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    reference = models.CharField(max_length=64, unique=True)
+    intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="refunds")
+    amount = amount_field()
+    reason = models.CharField(max_length=300)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    provider_refund_id = models.CharField(max_length=200, blank=True)
+    failure_reason = models.CharField(max_length=300, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    hold_transaction = models.OneToOneField(
+        "billing.LedgerTransaction", on_delete=models.PROTECT, related_name="+"
+    )
+    settle_transaction = models.OneToOneField(
+        "billing.LedgerTransaction",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RefundQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_positive")]
+
+    def __str__(self) -> str:
+        return f"Refund {self.amount} of {self.intent.reference}: {self.status}"
+
+
+class SandboxPayment(models.Model):
+    """The sandbox provider's side of a payment: what its hosted page shows and its API
+    answers. A real provider keeps this on its own servers."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PAID = "paid", "Paid"
+        DECLINED = "declined", "Declined"
+        EXPIRED = "expired", "Expired"
+
+    reference = models.CharField(max_length=32, unique=True)
+    config = models.ForeignKey(ProviderConfig, on_delete=models.CASCADE, related_name="+")
+    amount = amount_field()
+    currency = models.CharField(max_length=3)
+    description = models.CharField(max_length=200)
+    notify_url = models.CharField(max_length=500)
+    return_url = models.CharField(max_length=500)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    transaction_id = models.CharField(max_length=40, blank=True)
+    refunded = amount_field(default=0)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Sandbox {self.reference}: {self.status}"
