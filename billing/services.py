@@ -253,6 +253,10 @@ def transaction_reverse(
         raise LedgerError({"reason": "Give a reason for the reversal."})
     if original.kind not in REVERSIBLE:
         raise LedgerError(f"A {original.get_kind_display().lower()} cannot be reversed here.")
+    receipt = Receipt.objects.filter(transaction=original).first()
+    if receipt is not None and receipt.channel not in COUNTER_CHANNELS:
+        # The provider holds that money: only a refund through it pays the tenant back.
+        raise LedgerError("Refund an online payment through the payment, not by a reversal.")
     entries = [
         Entry(posting.ledger_account, -posting.amount)
         for posting in original.postings.select_related("ledger_account").order_by("pk")

@@ -110,7 +110,7 @@ class PaymentIntent(models.Model):
     # The provider's id of the money movement; unique per provider account, so two intents can
     # never both claim one payment.
     transaction_id = models.CharField(max_length=200, blank=True)
-    redirect_url = models.URLField(max_length=2000, blank=True)
+    redirect_url = models.CharField(max_length=2000, blank=True)
     qr_code = models.CharField(max_length=2000, blank=True)
     return_url = models.CharField(max_length=500, blank=True)
     failure_reason = models.CharField(max_length=300, blank=True)
@@ -273,7 +273,6 @@ class SandboxPayment(models.Model):
         EXPIRED = "expired", "Expired"
 
     reference = models.CharField(max_length=32, unique=True)
-    config = models.ForeignKey(ProviderConfig, on_delete=models.CASCADE, related_name="+")
     amount = amount_field()
     currency = models.CharField(max_length=3)
     description = models.CharField(max_length=200)
@@ -281,7 +280,9 @@ class SandboxPayment(models.Model):
     return_url = models.CharField(max_length=500)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     transaction_id = models.CharField(max_length=40, blank=True)
-    refunded = amount_field(default=0)
+    # Refunds by their reference, as strings of the amount: a retried refund is found, not
+    # repeated.
+    refunds = models.JSONField(default=dict, blank=True)
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -190,6 +190,20 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "prepaid <noreply@loca
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
 
 # SMS: written to the log unless a provider is configured (docs/notifications.md).
+# Payment providers. Secrets stored in the database are sealed with this key (a Fernet key),
+# or with one derived from SECRET_KEY when it is unset.
+PAYMENTS_SECRETS_KEY = os.environ.get("PAYMENTS_SECRETS_KEY", "")
+# Where providers reach our webhooks, when that is not the address the payer used.
+PAYMENTS_PUBLIC_URL = os.environ.get("PAYMENTS_PUBLIC_URL", "")
+# Per caller address: rejected notifications tolerated a minute before it is refused (429),
+# and all notifications a minute.
+PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE = int(
+    os.environ.get("PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE", "30")
+)
+PAYMENTS_WEBHOOK_REQUESTS_PER_MINUTE = int(
+    os.environ.get("PAYMENTS_WEBHOOK_REQUESTS_PER_MINUTE", "60000")
+)
+
 SMS_BACKEND = os.environ.get("SMS_BACKEND", "notifications.sms.LogSmsBackend")
 TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
@@ -238,6 +252,7 @@ CELERY_TASK_ROUTES = {
     "billing.tasks.notify_relay_switched": {"queue": "notify"},
     "meters.tasks.poll_*": {"queue": "poll"},
     "notifications.tasks.*": {"queue": "notify"},
+    "payments.tasks.*": {"queue": "payments"},
 }
 # Loaded into django-celery-beat's database schedule, where staff can change it.
 CELERY_BEAT_SCHEDULE = {
@@ -249,6 +264,7 @@ CELERY_BEAT_SCHEDULE = {
     # Not at a fixed hour: the job finds which properties' local days are over, so it follows
     # every time zone and DST change and catches up on midnights no worker saw.
     "daily-freeze": {"task": "billing.tasks.daily_freeze_task", "schedule": 300.0},
+    "stranded-payments": {"task": "payments.tasks.stranded_payments_task", "schedule": 300.0},
     "notification-retries": {
         "task": "notifications.tasks.retry_due_notifications",
         "schedule": 60.0,

@@ -3,7 +3,6 @@
 Each test starts its threads together at a barrier; each thread closes its connection when done.
 """
 
-import threading
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -12,7 +11,6 @@ from io import StringIO
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 
 from accounts import services as accounts_services
@@ -22,6 +20,7 @@ from billing.models import Charge, LedgerAccount, LedgerTransaction, Receipt
 from billing.services import ChargeInput, LedgerError
 from prepaid.money import quantize
 from tests import factories
+from tests.threads import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,26 +29,7 @@ ROUNDS = 6
 
 
 def _run_together(work, count: int = THREADS) -> list:
-    """Run `work(n)` in `count` threads released at once; return results or raised errors."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def thread(n: int) -> None:
-        try:
-            barrier.wait()
-            results[n] = work(n)
-        except Exception as error:  # Reported to the test, which asserts on it.
-            results[n] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=thread, args=(n,)) for n in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a thread hung (deadlock?)"
-    return results
+    return run_together(work, count)
 
 
 def _fresh(account: Account) -> Account:

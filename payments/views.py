@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from payments.models import Provider, ProviderConfig, SandboxPayment
+from payments.providers.base import Answer
+from payments.sandbox import sandbox_decide, sandbox_payment
+from payments.secrets import SecretUnavailable
+from payments.services import notification_receive
+
+logger = logging.getLogger(__name__)
+
+
+def _client_ip(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _over_limit(key: str, limit: int) -> bool:
+    """A fixed one-minute window per key, counted in the shared cache."""
+    window = f"{key}:{int(timezone.now().timestamp()) // 60}"
+    cache.add(window, 0, timeout=120)
+    try:
+        return cache.incr(window) > limit
+    except ValueError:
+        # The window expired between add and incr: this is its first request.
+        return False
+
+
+def _answer(answer: Answer) -> HttpResponse:
+    return HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
+
+
+@csrf_exempt
+def webhook(request: HttpRequest, provider: str, config_uuid) -> HttpResponse:
+    """Where a provider notifies us. Signature-checked; CSRF does not apply to a server calling
+    with its own signature. A caller sending many rejected notifications is slowed down first,
+    before the generous overall limit that protects the workers."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    config = ProviderConfig.objects.filter(uuid=config_uuid, provider=provider).first()
+    if config is None or provider not in Provider.values:
+        raise Http404
+    ip = _client_ip(request)
+    rejected_key = f"payments:webhook:rejected:{ip}"
+    if cache.get(f"{rejected_key}:{int(timezone.now().timestamp()) // 60}", 0) >= (
+        settings.PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE
+    ) or _over_limit(f"payments:webhook:all:{ip}", settings.PAYMENTS_WEBHOOK_REQUESTS_PER_MINUTE):
+        return HttpResponse(
+            b"Too many requests",
+            status=429,
+            content_type="text/plain",
+            headers={"Retry-After": "60"},
+        )
+    try:
+        answer = notification_receive(config=config, body=request.body, headers=request.headers)
+    except SecretUnavailable:
+        logger.exception("%s notification for %s: a secret is not available", provider, config.pk)
+        # The provider retries; nothing was recorded or credited.
+        return HttpResponse(b"Unavailable", status=503, content_type="text/plain")
+    if answer.status >= 400:
+        _over_limit(rejected_key, limit=0)
+    return _answer(answer)
+
+
+def sandbox_page(request: HttpRequest, reference: str) -> HttpResponse:
+    """The sandbox's hosted payment page: approve, decline or abandon."""
+    try:
+        payment = sandbox_payment(reference=reference)
+    except SandboxPayment.DoesNotExist:
+        raise Http404 from None
+    if request.method == "POST":
+        outcome = request.POST.get("outcome", "")
+        if outcome == "abandon":
+            return redirect(payment.return_url)
+        if outcome not in ("approve", "decline"):
+            return render(
+                request,
+                "payments/sandbox.html",
+                {"payment": payment, "error": "Choose approve, decline or abandon."},
+                status=400,
+            )
+        payment = sandbox_decide(reference=reference, outcome=outcome)
+        return redirect(payment.return_url)
+    return render(request, "payments/sandbox.html", {"payment": payment})
