@@ -20,6 +20,7 @@ from meters.api import (
     RelayCommandViewSet,
 )
 from notifications.api import ChannelPreferenceViewSet, NotificationViewSet
+from payments.api import PaymentIntentViewSet, RefundViewSet
 from prepaid.audit.api import AuditLogViewSet
 from tariffs.api import TariffViewSet
 
@@ -48,5 +49,8 @@ router.register("notifications", NotificationViewSet, basename="notification")
 router.register(
     "notification-preferences", ChannelPreferenceViewSet, basename="notification-preference"
 )
+
+router.register("payments", PaymentIntentViewSet, basename="payment")
+router.register("refunds", RefundViewSet, basename="refund")
 
 urlpatterns = router.urls

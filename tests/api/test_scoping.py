@@ -125,6 +125,47 @@ def _alarm(prop):
     return alarm_raise(meter=meter, kind="offline", message="matrix")
 
 
+def _payment(prop):
+    from payments.services import intent_create, provider_config_save
+
+    config = provider_config_save(
+        organisation=prop.organisation,
+        provider="sandbox",
+        actor=None,
+        secrets={"webhook_secret": "matrix"},
+    )
+    return intent_create(
+        account=factories.AccountFactory(unit__property=prop),
+        config=config,
+        amount=Decimal("10.00"),
+        actor=None,
+        notify_url="http://127.0.0.1:9/",
+        return_url="/",
+    )
+
+
+def _refund(prop):
+    from payments.models import SandboxPayment
+    from payments.providers.base import Notification
+    from payments.services import notification_apply, refund_start
+
+    intent = _payment(prop)
+    SandboxPayment.objects.filter(reference=intent.reference).update(status="paid")
+    notification_apply(
+        config=intent.config,
+        notification=Notification(
+            event_id=f"evt_{intent.reference}",
+            reference=intent.reference,
+            status="succeeded",
+            amount=intent.amount,
+            currency=intent.currency,
+        ),
+        source="webhook",
+    )
+    intent.refresh_from_db()
+    return refund_start(intent=intent, amount=Decimal("1.00"), reason="matrix", actor=None)
+
+
 # How to make one object of each endpoint's model that belongs to a given property.
 OBJECT_MAKERS = {
     "property": lambda prop: prop,
@@ -150,6 +191,8 @@ OBJECT_MAKERS = {
     "notification-preference": lambda prop: factories.AccountFactory(unit__property=prop).tenant,
     "daily-freeze": lambda prop: factories.DailyFreezeFactory(account__unit__property=prop),
     "meter-freeze": lambda prop: factories.MeterFreezeFactory(meter__unit__property=prop),
+    "payment": _payment,
+    "refund": _refund,
 }
 # Organisation-wide configuration: every staff member of the organisation sees it.
 ORGANISATION_WIDE = {"meter-profile"}
@@ -170,6 +213,7 @@ WRITES = {
     ("install", "post"): {},
     ("remove", "post"): {"reason": "faulty"},
     ("reverse", "post"): {"reason": "x"},
+    ("refund", "post"): {"amount": "1.00", "reason": "x"},
     ("connect", "post"): {"modbus_unit": 1},
     ("connect_mqtt", "post"): {"channel": 0},
     ("acknowledge", "post"): {"note": "seen"},
