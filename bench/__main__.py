@@ -13,12 +13,13 @@ BENCHMARKS = [
     "mqtt-ingest",
     "restore-latency",
     "daily-freeze",
+    "webhooks",
 ]
 
 
 def main(names: list[str]) -> None:
     setup_django()
-    from bench import freeze, modbus, money, mqtt, restore
+    from bench import freeze, modbus, money, mqtt, restore, webhooks
 
     available = {
         "charging": money.bench_charging,
@@ -29,6 +30,7 @@ def main(names: list[str]) -> None:
         "mqtt-ingest": mqtt.bench_mqtt_ingest,
         "restore-latency": restore.bench_restore_latency,
         "daily-freeze": freeze.bench_daily_freeze,
+        "webhooks": webhooks.bench_webhooks,
     }
     for name in names or BENCHMARKS:
         # A benchmark gives one result, or one per variant (restore-latency: per transport).

@@ -54,6 +54,8 @@ class Result:
     # Latency benchmarks: the figure's and the baseline's percentiles, e.g. {"p50": 12.3}.
     percentiles: dict[str, float] = field(default_factory=dict)
     baseline_percentiles: dict[str, float] = field(default_factory=dict)
+    # The percentiles' unit when it is not the figure's (a throughput with latencies, in ms).
+    percentile_unit: str = ""
 
     @property
     def ratio(self) -> float:
@@ -66,15 +68,15 @@ class Result:
         )
         if self.percentiles:
             print(
-                f"    {_spread(self.percentiles, self.unit)}  |  baseline "
-                f"{_spread(self.baseline_percentiles, self.unit)}"
+                f"    {_spread(self.percentiles, self.percentile_unit or self.unit)}  |  "
+                f"baseline {_spread(self.baseline_percentiles, self.percentile_unit or self.unit)}"
             )
         if self.notes:
             print(f"    {self.notes}")
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"{self.name.replace(' ', '_')}.json"
         # Results without percentiles keep the file format they always had.
-        fields = {key: value for key, value in asdict(self).items() if value != {}}
+        fields = {key: value for key, value in asdict(self).items() if value not in ({}, "")}
         path.write_text(json.dumps({**fields, "ratio": self.ratio}, indent=2) + "\n")
 
 

@@ -22,15 +22,18 @@ def _client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
-def _over_limit(key: str, limit: int) -> bool:
-    """A fixed one-minute window per key, counted in the shared cache."""
-    window = f"{key}:{int(timezone.now().timestamp()) // 60}"
-    cache.add(window, 0, timeout=120)
+def _rejections_key(ip: str) -> str:
+    return f"payments:webhook:rejected:{ip}:{int(timezone.now().timestamp()) // 60}"
+
+
+def _count_rejection(key: str) -> None:
+    """One more rejection in this caller's one-minute window, in the shared cache."""
+    cache.add(key, 0, timeout=120)
     try:
-        return cache.incr(window) > limit
+        cache.incr(key)
     except ValueError:
-        # The window expired between add and incr: this is its first request.
-        return False
+        # The window expired between add and incr.
+        cache.add(key, 1, timeout=120)
 
 
 def _answer(answer: Answer) -> HttpResponse:
@@ -40,18 +43,16 @@ def _answer(answer: Answer) -> HttpResponse:
 @csrf_exempt
 def webhook(request: HttpRequest, provider: str, config_uuid) -> HttpResponse:
     """Where a provider notifies us. Signature-checked; CSRF does not apply to a server calling
-    with its own signature. A caller sending many rejected notifications is slowed down first,
-    before the generous overall limit that protects the workers."""
+    with its own signature. Only a caller without the provider's key sends rejected
+    notifications, so that is what is limited: past the limit it is refused unread for the rest
+    of the minute, and real notifications, however many, are never held back."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     config = ProviderConfig.objects.filter(uuid=config_uuid, provider=provider).first()
     if config is None or provider not in Provider.values:
         raise Http404
-    ip = _client_ip(request)
-    rejected_key = f"payments:webhook:rejected:{ip}"
-    if cache.get(f"{rejected_key}:{int(timezone.now().timestamp()) // 60}", 0) >= (
-        settings.PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE
-    ) or _over_limit(f"payments:webhook:all:{ip}", settings.PAYMENTS_WEBHOOK_REQUESTS_PER_MINUTE):
+    rejections = _rejections_key(_client_ip(request))
+    if cache.get(rejections, 0) >= settings.PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE:
         return HttpResponse(
             b"Too many requests",
             status=429,
@@ -65,7 +66,7 @@ def webhook(request: HttpRequest, provider: str, config_uuid) -> HttpResponse:
         # The provider retries; nothing was recorded or credited.
         return HttpResponse(b"Unavailable", status=503, content_type="text/plain")
     if answer.status >= 400:
-        _over_limit(rejected_key, limit=0)
+        _count_rejection(rejections)
     return _answer(answer)
 
 

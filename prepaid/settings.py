@@ -195,13 +195,9 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
 PAYMENTS_SECRETS_KEY = os.environ.get("PAYMENTS_SECRETS_KEY", "")
 # Where providers reach our webhooks, when that is not the address the payer used.
 PAYMENTS_PUBLIC_URL = os.environ.get("PAYMENTS_PUBLIC_URL", "")
-# Per caller address: rejected notifications tolerated a minute before it is refused (429),
-# and all notifications a minute.
+# Rejected notifications tolerated from one address a minute before it is refused (429).
 PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE = int(
     os.environ.get("PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE", "30")
-)
-PAYMENTS_WEBHOOK_REQUESTS_PER_MINUTE = int(
-    os.environ.get("PAYMENTS_WEBHOOK_REQUESTS_PER_MINUTE", "60000")
 )
 
 SMS_BACKEND = os.environ.get("SMS_BACKEND", "notifications.sms.LogSmsBackend")
