@@ -527,10 +527,7 @@ def _topup(
     prop_currency = context.currency
     if currency is not None and currency != prop_currency:
         raise LedgerError({"currency": f"This property takes {prop_currency}, not {currency}."})
-    if amount <= 0:
-        raise LedgerError({"amount": "A top-up must be more than zero."})
-    if not is_whole_minor_units(amount, prop_currency):
-        raise LedgerError({"amount": f"Give the amount in whole {prop_currency} minor units."})
+    topup_amount_check(amount=amount, currency=prop_currency)
     if context.book_id is None:
         book_account_row = book_account(
             property=Property.objects.get(pk=context.property_id),
@@ -548,7 +545,13 @@ def _topup(
             raise _key_reused()
         return TopupResult(Receipt.objects.get(transaction_id=context.replayed_id), created=False)
     if enforce_limits:
-        _check_topup_limits(context, wallet=wallet, amount=amount)
+        topup_limits_check(
+            status=context.status,
+            limits=context.limits,
+            balance=wallet.balance,
+            amount=amount,
+            currency=prop_currency,
+        )
     txn = _post_locked(
         organisation_id=context.organisation_id,
         property_id=context.property_id,
@@ -591,17 +594,26 @@ def _topup(
     return TopupResult(receipt, created=True)
 
 
-def _check_topup_limits(context: _TopupContext, *, wallet: LedgerAccount, amount: Decimal) -> None:
-    currency = context.currency
-    if context.status != Account.Status.OPEN:
+def topup_amount_check(*, amount: Decimal, currency: str) -> None:
+    """What any top-up amount must be, at the counter or online."""
+    if amount <= 0:
+        raise LedgerError({"amount": "A top-up must be more than zero."})
+    if not is_whole_minor_units(amount, currency):
+        raise LedgerError({"amount": f"Give the amount in whole {currency} minor units."})
+
+
+def topup_limits_check(
+    *, status: str, limits: TopupLimits, balance: Decimal, amount: Decimal, currency: str
+) -> None:
+    """The property's limits on a top-up to an account holding `balance`."""
+    if status != Account.Status.OPEN:
         raise LedgerError("Top-ups go to open accounts only.")
-    limits = context.limits
     if amount < limits.minimum:
         raise LedgerError({"amount": f"The smallest top-up is {limits.minimum} {currency}."})
     if amount > limits.maximum:
         raise LedgerError({"amount": f"The largest top-up is {limits.maximum} {currency}."})
-    if wallet.balance + amount > limits.max_balance:
-        room = max(limits.max_balance - wallet.balance, Decimal(0))
+    if balance + amount > limits.max_balance:
+        room = max(limits.max_balance - balance, Decimal(0))
         raise LedgerError(
             {"amount": f"A wallet may hold at most {limits.max_balance}; at most {room} fits."}
         )

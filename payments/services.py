@@ -13,7 +13,15 @@ from django.utils import timezone
 
 from accounts.models import Account, Organisation
 from billing.models import LedgerAccount, LedgerTransaction, TopupLimits
-from billing.services import Entry, book_account, payment_topup_record, transaction_post
+from billing.services import (
+    Entry,
+    LedgerError,
+    book_account,
+    payment_topup_record,
+    topup_amount_check,
+    topup_limits_check,
+    transaction_post,
+)
 from payments.models import (
     PROVIDER_SECRETS,
     PaymentIntent,
@@ -22,7 +30,7 @@ from payments.models import (
     ProviderEvent,
     Refund,
 )
-from payments.providers import build_provider, provider_class
+from payments.providers import build_provider
 from payments.providers.base import (
     Answer,
     CheckoutRequest,
@@ -110,15 +118,6 @@ def provider_for(config: ProviderConfig) -> PaymentProvider:
     )
 
 
-def online_providers(*, organisation_id: int) -> list[ProviderConfig]:
-    """The providers a tenant of this organisation can pay through, in a stable order."""
-    configs = ProviderConfig.objects.filter(organisation_id=organisation_id, enabled=True)
-    return sorted(
-        (config for config in configs if provider_class(config.provider).online),
-        key=lambda config: Provider.values.index(config.provider),
-    )
-
-
 # Checkout ----------------------------------------------------------------------------------------
 
 Status = PaymentIntent.Status
@@ -144,23 +143,19 @@ def _check_topup(account: Account, amount: Decimal) -> Decimal:
         amount = to_decimal(amount)
     except (TypeError, ValueError) as exc:
         raise PaymentError({"amount": "Give the amount as a number."}) from exc
-    if account.status != Account.Status.OPEN:
-        raise PaymentError("Top-ups go to open accounts only.")
-    if amount <= 0:
-        raise PaymentError({"amount": "A top-up must be more than zero."})
-    if not is_whole_minor_units(amount, prop.currency):
-        raise PaymentError({"amount": f"Give the amount in whole {prop.currency} minor units."})
-    limits = TopupLimits.objects.filter(property=prop).first() or TopupLimits(property=prop)
-    if amount < limits.minimum:
-        raise PaymentError({"amount": f"The smallest top-up is {limits.minimum} {prop.currency}."})
-    if amount > limits.maximum:
-        raise PaymentError({"amount": f"The largest top-up is {limits.maximum} {prop.currency}."})
-    balance = LedgerAccount.objects.values_list("balance", flat=True).get(pk=account.wallet_id)
-    if balance + amount > limits.max_balance:
-        room = max(limits.max_balance - balance, Decimal(0))
-        raise PaymentError(
-            {"amount": f"A wallet may hold at most {limits.max_balance}; at most {room} fits."}
+    try:
+        topup_amount_check(amount=amount, currency=prop.currency)
+        topup_limits_check(
+            status=account.status,
+            limits=TopupLimits.objects.filter(property=prop).first() or TopupLimits(property=prop),
+            balance=LedgerAccount.objects.values_list("balance", flat=True).get(
+                pk=account.wallet_id
+            ),
+            amount=amount,
+            currency=prop.currency,
         )
+    except LedgerError as exc:
+        raise PaymentError(getattr(exc, "error_dict", None) or exc.error_list) from exc
     return amount
 
 
@@ -560,12 +555,9 @@ def refund_submit(*, refund_id: int) -> str:
 def refund_conclude(*, refund_id: int, result: RefundResult) -> str:
     """Settle a pending refund from the provider's answer: paid out, given back, or still
     waiting."""
-    refund = Refund.objects.select_related("intent").get(pk=refund_id)
-    intent = (
-        PaymentIntent.objects.select_for_update()
-        .select_related("property")
-        .get(pk=refund.intent_id)
-    )
+    intent_id = Refund.objects.values_list("intent_id", flat=True).get(pk=refund_id)
+    # The intent before the refund, in the order refund_start locks them.
+    intent = PaymentIntent.objects.select_for_update().select_related("property").get(pk=intent_id)
     refund = Refund.objects.select_for_update().get(pk=refund_id)
     if refund.status != RefundStatus.PENDING:
         return refund.status
