@@ -1,9 +1,12 @@
 """Refunds: held from the wallet, paid out on confirmation, given back on failure, and never
 beyond what was paid or what is left."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
+from django.utils import timezone
 
 from billing.models import LedgerAccount, LedgerTransaction
 from billing.services import (
@@ -16,7 +19,13 @@ from billing.services import (
 from billing.verification import ledger_violations
 from payments.models import PaymentIntent, Refund, SandboxPayment
 from payments.providers.base import RefundResult
-from payments.services import PaymentError, refund_conclude, refund_start, refund_submit
+from payments.services import (
+    PaymentError,
+    pending_refunds_retry,
+    refund_conclude,
+    refund_start,
+    refund_submit,
+)
 from prepaid.audit.models import AuditLog
 from tests.payments.conftest import sandbox_event
 
@@ -162,3 +171,14 @@ def test_an_online_top_up_is_refunded_not_reversed(paid, owner_a):
         transaction_reverse(
             original=paid.receipt.transaction, actor=owner_a, reason="x", idempotency_key="rv"
         )
+
+
+def test_a_refund_left_pending_is_sent_again_and_settled_by_the_retry(paid, owner_a, account):
+    refund = refund_start(intent=paid, amount=Decimal("20.00"), reason="moved", actor=owner_a)
+    refund_conclude(refund_id=refund.pk, result=RefundResult(status="pending"))
+    assert pending_refunds_retry() == {}
+    with time_machine.travel(timezone.now() + timedelta(minutes=3)):
+        assert pending_refunds_retry() == {"succeeded": 1}
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.SUCCEEDED
+    assert _balance(account) == Decimal("30.00")
