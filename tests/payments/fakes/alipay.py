@@ -12,18 +12,19 @@ import base64
 import binascii
 import json
 import secrets
-import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tests.payments.fakes.loopback import LoopbackServer
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -196,7 +197,7 @@ class GatewayRequest:
 
 
 @dataclass
-class FakeAlipay:
+class FakeAlipay(LoopbackServer):
     """The Alipay gateway on 127.0.0.1, answering server API calls like openapi.alipay.com.
 
     `responses[method]` holds the fields of that method's `*_response` object (code 10000 and
@@ -216,23 +217,10 @@ class FakeAlipay:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/gateway.do"
+        return f"{self.origin}/gateway.do"
 
-    def __enter__(self) -> FakeAlipay:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        # shutdown() waits out one poll interval; the default 0.5 s would dominate test time.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     def answer(self, params: dict[str, str], signature_valid: bool) -> bytes:
         method = params.get("method", "")

@@ -16,14 +16,13 @@ import json
 import re
 import secrets
 import string
-import threading
 import time
 import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
+
+from tests.payments.fakes.loopback import LoopbackServer
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 AUTH_SCHEME = "WECHATPAY2-SHA256-RSA2048"
@@ -336,7 +337,7 @@ _ROUTES = (
 
 
 @dataclass
-class FakeWeChatPay:
+class FakeWeChatPay(LoopbackServer):
     """WeChat Pay's v3 API on 127.0.0.1, answering like api.mch.weixin.qq.com.
 
     Orders placed through `native` or `h5` land in `orders` (NOTPAY), which `query` answers
@@ -361,23 +362,10 @@ class FakeWeChatPay:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.origin
 
-    def __enter__(self) -> FakeWeChatPay:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        # shutdown() waits out one poll interval; the default 0.5 s would dominate test time.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     def route(self, method: str, path: str) -> tuple[str, str]:
         bare = urllib.parse.urlsplit(path).path
