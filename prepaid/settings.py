@@ -190,21 +190,20 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "prepaid <noreply@loca
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
 
 # SMS: written to the log unless a provider is configured (docs/notifications.md).
-# Payment providers. Secrets stored in the database are sealed with this key (a Fernet key),
-# or with one derived from SECRET_KEY when it is unset.
-PAYMENTS_SECRETS_KEY = os.environ.get("PAYMENTS_SECRETS_KEY", "")
-# Where providers reach our webhooks, when that is not the address the payer used.
-PAYMENTS_PUBLIC_URL = os.environ.get("PAYMENTS_PUBLIC_URL", "")
-# Rejected notifications tolerated from one address a minute before it is refused (429).
-PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE = int(
-    os.environ.get("PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE", "30")
-)
 
 SMS_BACKEND = os.environ.get("SMS_BACKEND", "notifications.sms.LogSmsBackend")
 TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
 TWILIO_FROM_NUMBER = os.environ.get("TWILIO_FROM_NUMBER", "")
 TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "")
+
+# Payment providers (docs/payments.md). Secrets stored in the database are sealed with this
+# Fernet key, or with one derived from SECRET_KEY when it is unset.
+PAYMENTS_SECRETS_KEY = os.environ.get("PAYMENTS_SECRETS_KEY", "")
+# Where providers reach our webhooks, when that is not the address the payer used.
+PAYMENTS_PUBLIC_URL = os.environ.get("PAYMENTS_PUBLIC_URL", "")
+# Rejected notifications tolerated from one address a minute before it is refused (429).
+PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE = env_int("PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE", 30)
 
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
