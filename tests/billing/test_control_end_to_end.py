@@ -155,4 +155,4 @@ def test_polled_consumption_runs_the_credit_out_and_the_tenant_is_told_each_step
             )
         )
 
-    wait_for(lambda: told() == expected, timeout=30)
+    wait_for(lambda: told() == expected, timeout=30, describe=told)
