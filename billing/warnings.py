@@ -56,12 +56,16 @@ def levels_fallen_through(*, falls: Sequence[Fall]) -> list[BalanceWarning]:
     lowest level crossed, when several were. Runs inside the posting's transaction."""
     if not falls:
         return []
+    # Payments build on billing, so this one is imported when used.
+    from payments.autotopup import autotopup_check
+
     accounts = {
         account.wallet_id: account
         for account in Account.objects.filter(
             wallet_id__in={fall.wallet_id for fall in falls}, mode=Account.Mode.PREPAID
         ).select_related("unit__property__balance_policy", "wallet")
     }
+    autotopup_check(account_ids=[account.pk for account in accounts.values()])
     now = timezone.now()
     warnings = []
     for fall in falls:

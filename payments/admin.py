@@ -1,7 +1,15 @@
 from django.contrib import admin
 
 from accounts.admin import ReadOnlyAdmin
-from payments.models import PaymentIntent, ProviderConfig, ProviderEvent, Refund, SandboxPayment
+from payments.models import (
+    AutoTopup,
+    AutoTopupAttempt,
+    PaymentIntent,
+    ProviderConfig,
+    ProviderEvent,
+    Refund,
+    SandboxPayment,
+)
 
 
 @admin.register(ProviderConfig)
@@ -44,3 +52,19 @@ class RefundAdmin(ReadOnlyAdmin):
 class SandboxPaymentAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "reference", "amount", "currency", "status"]
     list_filter = ["status"]
+
+
+@admin.register(AutoTopup)
+class AutoTopupAdmin(ReadOnlyAdmin):
+    list_display = ["account", "amount", "threshold", "monthly_cap", "enabled", "failures"]
+    list_filter = ["enabled"]
+    search_fields = ["uuid", "customer_ref"]
+    list_select_related = ["account__tenant", "account__unit__property"]
+
+
+@admin.register(AutoTopupAttempt)
+class AutoTopupAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "autotopup", "crossing", "amount", "status", "reason"]
+    list_filter = ["status"]
+    date_hierarchy = "created_at"
+    list_select_related = ["autotopup"]

@@ -288,3 +288,96 @@ class SandboxPayment(models.Model):
 
     def __str__(self) -> str:
         return f"Sandbox {self.reference}: {self.status}"
+
+
+class AutoTopupQuerySet(ScopedQuerySet):
+    organisation_lookup = "config__organisation"
+    property_lookup = "account__unit__property"
+
+
+class AutoTopup(models.Model):
+    """A tenant's standing order: charge `amount` to their saved Stripe card whenever the
+    balance falls below `threshold`, at most `monthly_cap` a calendar month (property time).
+
+    `armed` is whether the balance has been at or above the threshold since the last attempt:
+    only an armed fall charges, and each such fall is a numbered crossing, attempted once.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.OneToOneField(
+        "accounts.Account", on_delete=models.PROTECT, related_name="autotopup"
+    )
+    config = models.ForeignKey(ProviderConfig, on_delete=models.PROTECT, related_name="+")
+    amount = amount_field()
+    threshold = amount_field()
+    monthly_cap = amount_field()
+    currency = models.CharField(max_length=3)
+    enabled = models.BooleanField(default=True)
+    armed = models.BooleanField(default=True)
+    crossings = models.PositiveIntegerField(default=0)
+    # The payment that saved the card, and what Stripe saved from it.
+    setup_intent = models.ForeignKey(
+        PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    customer_ref = models.CharField(max_length=200, blank=True)
+    payment_method_ref = models.CharField(max_length=200, blank=True)
+    # Failed attempts since the last success; at the limit auto top-up turns itself off.
+    failures = models.PositiveSmallIntegerField(default=0)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AutoTopupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gt=0, threshold__gte=0, monthly_cap__gte=models.F("amount")),
+                name="autotopup_amounts_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Auto top-up {self.amount} {self.currency} below {self.threshold}"
+
+
+class AutoTopupAttempt(models.Model):
+    """One crossing of an auto top-up's threshold and what came of it: a charge (through a
+    PaymentIntent, credited like any payment), or a reason it was not made."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Charging"
+        SUCCEEDED = "succeeded", "Charged"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Not charged"
+
+    autotopup = models.ForeignKey(AutoTopup, on_delete=models.PROTECT, related_name="attempts")
+    crossing = models.PositiveIntegerField()
+    amount = amount_field()
+    currency = models.CharField(max_length=3)
+    # The balance that fell below the threshold.
+    balance = amount_field()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=300, blank=True)
+    intent = models.OneToOneField(
+        PaymentIntent, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # When a worker took it on; another may take it over only after a lease has run out.
+    started_at = models.DateTimeField(null=True, blank=True)
+    concluded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["autotopup", "crossing"], name="autotopup_attempt_once_per_crossing"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["autotopup", "created_at"], name="autotopup_attempt_month"),
+            models.Index(fields=["status", "created_at"], name="autotopup_attempt_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Auto top-up {self.amount} {self.currency} #{self.crossing}: {self.status}"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from decimal import Decimal
 
@@ -33,6 +33,7 @@ from payments.models import (
 from payments.providers import build_provider
 from payments.providers.base import (
     Answer,
+    Checkout,
     CheckoutRequest,
     Notification,
     NotificationRejected,
@@ -136,7 +137,7 @@ class PaymentError(ValidationError):
     pass
 
 
-def _check_topup(account: Account, amount: Decimal) -> Decimal:
+def checkout_amount_check(*, account: Account, amount: Decimal) -> Decimal:
     """What a counter top-up would check, as form errors, before the payer is sent off."""
     prop = account.unit.property
     try:
@@ -169,12 +170,15 @@ def intent_create(
     return_url: str,
     client: str = PaymentIntent.Client.DESKTOP,
     client_ip: str = "127.0.0.1",
+    open_checkout: Callable[[PaymentProvider, CheckoutRequest], Checkout] | None = None,
 ) -> PaymentIntent:
     """Start an online payment: record the intent, then open a checkout at the provider.
 
     `return_url` may hold `{reference}`, filled in with the new intent's reference. The intent is
     committed before the provider is called, so a notification that arrives before we hear back
     from the checkout call still finds it. No database transaction is held open across the call.
+    `open_checkout` stands in for the provider's create_checkout, for flows only one provider
+    has (Stripe's saved cards: `payments.autotopup`).
     """
     prop = account.unit.property
     if config.organisation_id != prop.organisation_id or not config.enabled:
@@ -182,7 +186,7 @@ def intent_create(
     provider = provider_for(config)
     if not provider.online:
         raise PaymentError({"provider": "This payment method is not available online."})
-    amount = _check_topup(account, amount)
+    amount = checkout_amount_check(account=account, amount=amount)
     reference = uuid.uuid4().hex
     intent = PaymentIntent.objects.create(
         reference=reference,
@@ -210,7 +214,10 @@ def intent_create(
         client_ip=client_ip,
     )
     try:
-        checkout = provider.create_checkout(request)
+        if open_checkout is None:
+            checkout = provider.create_checkout(request)
+        else:
+            checkout = open_checkout(provider, request)
     except (ProviderError, SecretUnavailable) as exc:
         logger.warning("checkout failed at %s for %s: %s", config.provider, reference, exc)
         PaymentIntent.objects.filter(pk=intent.pk, status=Status.CREATED).update(

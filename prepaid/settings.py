@@ -260,6 +260,7 @@ CELERY_BEAT_SCHEDULE = {
     # every time zone and DST change and catches up on midnights no worker saw.
     "daily-freeze": {"task": "billing.tasks.daily_freeze_task", "schedule": 300.0},
     "stranded-payments": {"task": "payments.tasks.stranded_payments_task", "schedule": 300.0},
+    "autotopup-sweep": {"task": "payments.tasks.autotopup_sweep_task", "schedule": 300.0},
     "notification-retries": {
         "task": "notifications.tasks.retry_due_notifications",
         "schedule": 60.0,
