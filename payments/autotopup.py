@@ -53,7 +53,6 @@ from prepaid.money import is_whole_minor_units, quantize, to_decimal
 logger = logging.getLogger(__name__)
 
 Status = AutoTopupAttempt.Status
-DEFAULT_MAX_FAILURES = 3
 # A worker that took an attempt on and went quiet this long is presumed dead; the sweep hands
 # the attempt to another. Well beyond the attempt task's time limit.
 ATTEMPT_LEASE = timedelta(minutes=5)
@@ -68,7 +67,7 @@ NOT_PAID = (PaymentIntent.Status.FAILED, PaymentIntent.Status.EXPIRED)
 
 
 def max_failures() -> int:
-    return getattr(settings, "PAYMENTS_AUTOTOPUP_MAX_FAILURES", DEFAULT_MAX_FAILURES)
+    return settings.PAYMENTS_AUTOTOPUP_MAX_FAILURES
 
 
 # Opting in and out -------------------------------------------------------------------------------

@@ -204,6 +204,8 @@ PAYMENTS_SECRETS_KEY = os.environ.get("PAYMENTS_SECRETS_KEY", "")
 PAYMENTS_PUBLIC_URL = os.environ.get("PAYMENTS_PUBLIC_URL", "")
 # Rejected notifications tolerated from one address a minute before it is refused (429).
 PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE = env_int("PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE", 30)
+# Failed automatic top-ups in a row after which a tenant's auto top-up turns itself off.
+PAYMENTS_AUTOTOPUP_MAX_FAILURES = env_int("PAYMENTS_AUTOTOPUP_MAX_FAILURES", 3)
 
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
