@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
@@ -28,7 +30,8 @@ class PropertyOut(serializers.ModelSerializer):
         model = Property
         fields = [
             "id", "name", "code", "time_zone", "currency", "country", "address",
-            "poll_interval_minutes", "offline_after_missed_polls", "created_at", "updated_at",
+            "poll_interval_minutes", "offline_after_missed_polls", "carbon_kg_per_kwh",
+            "created_at", "updated_at",
         ]  # fmt: skip
 
 
@@ -41,6 +44,9 @@ class PropertyIn(serializers.Serializer):
     address = serializers.CharField(required=False, allow_blank=True)
     poll_interval_minutes = serializers.IntegerField(min_value=1, max_value=60, default=15)
     offline_after_missed_polls = serializers.IntegerField(min_value=1, max_value=100, default=3)
+    carbon_kg_per_kwh = serializers.DecimalField(
+        max_digits=6, decimal_places=4, min_value=Decimal(0), max_value=Decimal(5), required=False
+    )
 
 
 class BalancePolicyOut(serializers.ModelSerializer):

@@ -1,5 +1,6 @@
 import uuid
 import zoneinfo
+from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
@@ -76,6 +77,14 @@ class Property(models.Model):
     # Missed polls in a row before a meter is called offline and an alarm opens.
     offline_after_missed_polls = models.PositiveSmallIntegerField(
         default=3, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    # Kilograms of CO2 per kWh of grid electricity, for the tenants' carbon estimate. The default
+    # is China's national grid average (MEE, 2022 data); set the local grid's figure.
+    carbon_kg_per_kwh = models.DecimalField(
+        max_digits=6,
+        decimal_places=4,
+        default=Decimal("0.5703"),
+        validators=[MinValueValidator(0), MaxValueValidator(5)],
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

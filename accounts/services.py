@@ -36,6 +36,7 @@ PROPERTY_FIELDS = (
     "address",
     "poll_interval_minutes",
     "offline_after_missed_polls",
+    "carbon_kg_per_kwh",
 )
 UNIT_FIELDS = ("name", "kind", "floor")
 TENANT_FIELDS = ("name", "phone", "email", "preferred_language")
