@@ -469,7 +469,9 @@ def topup_record(
     )
 
 
-@transaction.atomic
+# No savepoint: its caller (a payment's notification) rolls back whole on any error, and the
+# savepoint's release would be one more round trip under the receipt-number lock.
+@transaction.atomic(savepoint=False)
 def payment_topup_record(
     *,
     account: Account,
@@ -485,7 +487,8 @@ def payment_topup_record(
 
     The provider already holds the money, so neither the top-up limits nor a move-out since the
     checkout may refuse it: refusing would lose a payment. Limits are checked at checkout, and
-    credit on a closed account is there for staff to refund.
+    credit on a closed account is there for staff to refund. Inside a transaction it takes no
+    savepoint: an error here spoils the caller's whole transaction.
     """
     return _topup(
         account=account,

@@ -9,11 +9,11 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from payments.models import Provider, ProviderConfig, SandboxPayment
+from payments.models import Provider, SandboxPayment
 from payments.providers.base import Answer
 from payments.sandbox import sandbox_decide, sandbox_payment
 from payments.secrets import SecretUnavailable
-from payments.services import notification_receive
+from payments.services import TooManyRejections, notification_receive, webhook_config
 
 logger = logging.getLogger(__name__)
 
@@ -44,23 +44,33 @@ def _answer(answer: Answer) -> HttpResponse:
 def webhook(request: HttpRequest, provider: str, config_uuid) -> HttpResponse:
     """Where a provider notifies us. Signature-checked; CSRF does not apply to a server calling
     with its own signature. Only a caller without the provider's key sends rejected
-    notifications, so that is what is limited: past the limit it is refused unread for the rest
-    of the minute, and real notifications, however many, are never held back."""
+    notifications, so that is what is limited: past the limit its notifications are refused
+    unrecorded for the rest of the minute, and real notifications, however many, are never held
+    back (nor cost a look at the counter)."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    config = ProviderConfig.objects.filter(uuid=config_uuid, provider=provider).first()
-    if config is None or provider not in Provider.values:
+    if provider not in Provider.values:
+        raise Http404
+    config = webhook_config(provider=provider, config_uuid=config_uuid)
+    if config is None:
         raise Http404
     rejections = _rejections_key(_client_ip(request))
-    if cache.get(rejections, 0) >= settings.PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE:
+    try:
+        answer = notification_receive(
+            config=config,
+            body=request.body,
+            headers=request.headers,
+            rejection_allowed=lambda: (
+                cache.get(rejections, 0) < settings.PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE
+            ),
+        )
+    except TooManyRejections:
         return HttpResponse(
             b"Too many requests",
             status=429,
             content_type="text/plain",
             headers={"Retry-After": "60"},
         )
-    try:
-        answer = notification_receive(config=config, body=request.body, headers=request.headers)
     except SecretUnavailable:
         logger.exception("%s notification for %s: a secret is not available", provider, config.pk)
         # The provider retries; nothing was recorded or credited.

@@ -187,6 +187,20 @@ def test_a_caller_sending_many_rejected_notifications_is_slowed_down(
     cache.clear()
 
 
+def test_a_signed_notification_is_not_held_back_by_the_callers_rejections(
+    make_intent, deliver, settings, account
+):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE = 1
+    assert [deliver(b"{}", headers={}).status_code for _ in range(2)] == [400, 429]
+    intent = make_intent("50.00")
+    assert deliver(sandbox_event(intent)).status_code == 200
+    assert _balance(account) == Decimal("50.00")
+    cache.clear()
+
+
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
