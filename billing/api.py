@@ -8,16 +8,19 @@ the first one posted instead of posting again, and a key reused for a different 
 import hashlib
 
 from django.db.models import Exists, OuterRef, Prefetch
+from django.http import HttpResponse
 from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account
-from billing import services
+from billing import receipts, services
 from billing.models import (
     BalanceWarning,
     Charge,
@@ -28,6 +31,7 @@ from billing.models import (
     Posting,
     Receipt,
 )
+from notifications.texts import LANGUAGES
 from prepaid.api.pagination import CursorPagination
 from prepaid.api.scoped import ScopedRelatedField, ScopedViewSet
 from prepaid.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, quantize
@@ -242,8 +246,33 @@ class ReceiptCursorPagination(CursorPagination):
     ordering = ("-issued_at", "-id")
 
 
+class ReceiptFileIn(serializers.Serializer):
+    language = serializers.ChoiceField(choices=LANGUAGES, required=False)
+
+
+RECEIPT_LANGUAGE_PARAMETER = OpenApiParameter(
+    "language",
+    str,
+    OpenApiParameter.QUERY,
+    enum=LANGUAGES,
+    description="The receipt's language; the tenant's own when left out.",
+)
+
+
+class FileDownloadNegotiation(BaseContentNegotiation):
+    """A download answers with its file whatever the Accept header asks for (the file is not
+    rendered by DRF), and any error with the view's first renderer, JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class TopupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
-    """Counter top-ups (cash or bank transfer) and their receipts."""
+    """Top-ups and their receipts: counter top-ups (cash or bank transfer) are recorded here,
+    and every credited online payment's receipt is listed here too."""
 
     queryset = Receipt.objects.select_related("property", "account__tenant", "transaction")
     serializer_class = TopupOut
@@ -270,6 +299,54 @@ class TopupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
             TopupOut(receipt).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
+
+    def _receipt_and_language(self) -> tuple[Receipt, str]:
+        # The object first: outside the scope is a 404 whatever the query says.
+        receipt = self.get_object()
+        query = ReceiptFileIn(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        language = query.validated_data.get("language") or receipts.receipt_language(
+            receipt=receipt
+        )
+        return receipt, language
+
+    @extend_schema(
+        parameters=[RECEIPT_LANGUAGE_PARAMETER],
+        responses={
+            (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, "The receipt, A5."),
+            404: OpenApiResponse(description="No such receipt in your scope."),
+        },
+        summary="Download the receipt as PDF",
+    )
+    @action(detail=True, methods=["get"], content_negotiation_class=FileDownloadNegotiation)
+    def pdf(self, request, id):
+        receipt, language = self._receipt_and_language()
+        response = HttpResponse(
+            receipts.receipt_pdf(receipt=receipt, language=language),
+            content_type=receipts.PDF_MIMETYPE,
+        )
+        filename = receipts.receipt_filename(receipt=receipt)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["Content-Language"] = language
+        return response
+
+    @extend_schema(
+        parameters=[RECEIPT_LANGUAGE_PARAMETER],
+        responses={
+            (200, "text/html"): OpenApiResponse(OpenApiTypes.STR, "A printable HTML page."),
+            404: OpenApiResponse(description="No such receipt in your scope."),
+        },
+        summary="Show the receipt as a printable HTML page",
+    )
+    @action(detail=True, methods=["get"], content_negotiation_class=FileDownloadNegotiation)
+    def html(self, request, id):
+        receipt, language = self._receipt_and_language()
+        response = HttpResponse(
+            receipts.receipt_html(receipt=receipt, language=language),
+            content_type="text/html; charset=utf-8",
+        )
+        response["Content-Language"] = language
+        return response
 
 
 class ChargeOut(serializers.ModelSerializer):

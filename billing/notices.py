@@ -43,7 +43,8 @@ def warning_notify(*, warning_id: int) -> list:
 
 
 def topup_notify(*, receipt_id: int, balance: str) -> list:
-    """Tell the tenant their top-up arrived, with its receipt number and the new balance."""
+    """Tell the tenant their top-up arrived, with its receipt number and the new balance; the
+    email carries the receipt as a PDF, rendered when it is sent."""
     receipt = Receipt.objects.select_related("property", "account").get(pk=receipt_id)
     if receipt.account.status != Account.Status.OPEN:
         return []
@@ -54,6 +55,7 @@ def topup_notify(*, receipt_id: int, balance: str) -> list:
             "amount": str(receipt.amount),
             "currency": receipt.currency,
             "receipt": receipt.display_number(),
+            "receipt_uuid": str(receipt.uuid),
             "balance": balance,
         },
         idempotency_key=f"topup:{receipt.uuid}",

@@ -2,7 +2,9 @@
 
 Callers pass a context of strings (it travels through Celery as JSON): amounts as decimal strings
 in `currency`, and moments (keys ending in `_at`) as ISO-8601 datetimes with an offset. The texts
-show amounts with their currency and moments in the property's time zone.
+show amounts with their currency and moments in the property's time zone. Keys ending in `_uuid`
+name an object by its uuid for the event's attachments (the receipt a top-up's email carries);
+they are optional, so a message without one is sent without the file.
 """
 
 from django.db import models
@@ -28,3 +30,7 @@ CONTEXT_KEYS: dict[str, frozenset[str]] = {
 }
 # Context keys that hold an amount in the context's currency.
 AMOUNT_KEYS = frozenset({"amount", "balance", "level"})
+# The files an event's email carries, made from the notification's context when it is sent
+# (never stored): a dotted path to `(*, context, language) -> list[Attachment]`. A path, not an
+# import: the apps that make the files import notifications, so it cannot import them back.
+ATTACHMENTS: dict[str, str] = {Event.TOPUP_RECEIVED: "billing.receipts.receipt_attachments"}

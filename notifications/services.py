@@ -17,10 +17,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from accounts.models import Account, Tenant
 from notifications import texts
-from notifications.delivery import DeliveryError, deliver
+from notifications.delivery import Attachment, DeliveryError, deliver
+from notifications.events import ATTACHMENTS
 from notifications.models import Channel, ChannelPreference, Notification
 from notifications.selectors import channel_preference, portal_messages, routes
 from notifications.tasks import send_notification
@@ -160,6 +162,7 @@ def notification_send(*, notification_id: int) -> str:
                 recipient=notification.recipient,
                 subject=notification.subject,
                 body=notification.body,
+                attachments=_attachments(notification),
             )
         except DeliveryError as error:
             logger.warning("Notification %s not delivered: %s", notification.uuid, error)
@@ -172,6 +175,14 @@ def notification_send(*, notification_id: int) -> str:
         else:
             _record_sent(notification, message_id)
         return notification.status
+
+
+def _attachments(notification: Notification) -> list[Attachment]:
+    """The files the message carries, made now from its context: email only."""
+    hook = ATTACHMENTS.get(notification.event)
+    if hook is None or notification.channel != Channel.EMAIL:
+        return []
+    return import_string(hook)(context=notification.context, language=notification.language)
 
 
 def _record_sent(notification: Notification, message_id: str) -> None:

@@ -10,6 +10,7 @@ Texts are plain, so nothing is HTML-escaped, and a variable a template names but
 lacks is an error rather than a blank.
 """
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -106,6 +107,11 @@ def validate_context(*, event: str, context: dict) -> None:
             raise ValidationError({"context": f"{key} {context[key]!r} is not a number."}) from None
     for key in (key for key in context if key.endswith("_at")):
         _moment(key, context[key])
+    for key in (key for key in context if key.endswith("_uuid")):
+        try:
+            uuid.UUID(context[key])
+        except ValueError:
+            raise ValidationError({"context": f"{key} {context[key]!r} is not a UUID."}) from None
 
 
 def _moment(key: str, value: str) -> datetime:

@@ -220,6 +220,8 @@ WRITES = {
     ("resolve", "post"): {"note": "fixed"},
     ("rotate_credentials", "post"): {},
     ("balance_policy", "get"): {},
+    ("pdf", "get"): {},
+    ("html", "get"): {},
     ("balance_policy", "patch"): {"grace_minutes": 5},
     ("versions", "post"): {
         "effective_from": "2030-01-01T00:00:00Z",
