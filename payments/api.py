@@ -1,4 +1,5 @@
-"""Online payments over the API: intents (read), and refunds started by owners."""
+"""Online payments over the API: the organisation's payment providers (owners configure them),
+intents (read), and refunds started by owners."""
 
 import hashlib
 
@@ -10,11 +11,102 @@ from rest_framework.response import Response
 
 from billing.api import IDEMPOTENCY_PARAMETER, AmountOut, idempotency_key
 from payments import services
-from payments.models import PaymentIntent, Refund
+from payments.models import PROVIDER_SECRETS, PaymentIntent, Provider, ProviderConfig, Refund
+from payments.selectors import provider_webhook_url
 from prepaid.api.pagination import CursorPagination
 from prepaid.api.scoped import ScopedViewSet
 from prepaid.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
 from prepaid.scoping import Capability
+
+_SECRET_NAMES = "; ".join(
+    f"{provider}: {', '.join(names) or 'none'}" for provider, names in PROVIDER_SECRETS.items()
+)
+
+
+class ProviderConfigOut(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    secrets_set = serializers.SerializerMethodField(
+        help_text="Which of the provider's secrets are stored; their values are never shown."
+    )
+    webhook_url = serializers.SerializerMethodField(
+        help_text="Give the provider this address for its notifications."
+    )
+
+    class Meta:
+        model = ProviderConfig
+        fields = [
+            "id", "provider", "enabled", "settings", "secrets_set", "webhook_url", "created_at",
+            "updated_at",
+        ]  # fmt: skip
+
+    def get_secrets_set(self, config: ProviderConfig) -> dict[str, bool]:
+        return config.secrets_set()
+
+    def get_webhook_url(self, config: ProviderConfig) -> str:
+        return provider_webhook_url(config=config)
+
+
+class ProviderConfigIn(serializers.Serializer):
+    provider = serializers.ChoiceField(choices=Provider.choices)
+    enabled = serializers.BooleanField(default=True)
+    settings = serializers.DictField(
+        required=False, help_text="The provider's public settings, e.g. app ids and key serials."
+    )
+    secrets = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        write_only=True,
+        help_text=(
+            "Secrets by name ("
+            + "; ".join(
+                f"{name}: {', '.join(names) or 'none'}" for name, names in PROVIDER_SECRETS.items()
+            )
+            + "). Left out or blank, a secret keeps its stored value."
+        ),
+    )
+
+
+class ProviderConfigUpdateIn(ProviderConfigIn):
+    provider = None
+    enabled = serializers.BooleanField(required=False)
+
+
+class ProviderConfigViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """How the organisation takes payments online. Owners add and change providers; secrets go
+    in sealed and never come back out."""
+
+    queryset = ProviderConfig.objects.order_by("provider")
+    serializer_class = ProviderConfigOut
+    write_capability = Capability.ADMINISTER
+    ordering_fields: list[str] = []
+
+    @extend_schema(request=ProviderConfigIn, responses={201: ProviderConfigOut})
+    def create(self, request):
+        data = self.validated(ProviderConfigIn)
+        if ProviderConfig.objects.filter(
+            organisation=self.scope.organisation, provider=data["provider"]
+        ).exists():
+            raise serializers.ValidationError(
+                {"provider": "This provider is already set up; change it instead."}
+            )
+        config = services.provider_config_save(
+            organisation=self.scope.organisation, actor=request.user, **data
+        )
+        return Response(ProviderConfigOut(config).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ProviderConfigUpdateIn, responses=ProviderConfigOut)
+    def partial_update(self, request, id):
+        config = self.get_object()
+        data = self.validated(ProviderConfigUpdateIn, partial=True)
+        config = services.provider_config_save(
+            organisation=self.scope.organisation,
+            provider=config.provider,
+            actor=request.user,
+            enabled=data.get("enabled", config.enabled),
+            settings=data.get("settings"),
+            secrets=data.get("secrets"),
+        )
+        return Response(ProviderConfigOut(config).data)
 
 
 class RefundOut(serializers.ModelSerializer):

@@ -28,7 +28,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q, Sum
-from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Account
@@ -45,6 +44,7 @@ from payments.providers.base import (
 )
 from payments.providers.stripe import StripeProvider
 from payments.secrets import SecretUnavailable
+from payments.selectors import provider_webhook_url
 from payments.services import PaymentError, intent_create, notification_apply, provider_for
 from payments.tasks import autotopup_attempt_task, autotopup_evaluate_task
 from prepaid.audit.services import audit_record
@@ -338,11 +338,6 @@ def autotopup_evaluate(*, account_id: int) -> AutoTopupAttempt | None:
 # Charging ----------------------------------------------------------------------------------------
 
 
-def _webhook_url(config: ProviderConfig) -> str:
-    base = settings.PAYMENTS_PUBLIC_URL or settings.SITE_URL
-    return base.rstrip("/") + reverse("payments:webhook", args=[config.provider, config.uuid])
-
-
 def _saved_card(topup: AutoTopup) -> tuple[str, str] | None:
     """The customer and card to charge: as saved, or read from Stripe once the payment that
     saved them is credited. None when there is none (yet)."""
@@ -404,7 +399,7 @@ def autotopup_attempt(*, attempt_id: int) -> str:
             config=topup.config,
             amount=attempt.amount,
             actor=None,
-            notify_url=_webhook_url(topup.config),
+            notify_url=provider_webhook_url(config=topup.config),
             return_url="",
             open_checkout=charge,
         )

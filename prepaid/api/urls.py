@@ -20,7 +20,7 @@ from meters.api import (
     RelayCommandViewSet,
 )
 from notifications.api import ChannelPreferenceViewSet, NotificationViewSet
-from payments.api import PaymentIntentViewSet, RefundViewSet
+from payments.api import PaymentIntentViewSet, ProviderConfigViewSet, RefundViewSet
 from prepaid.audit.api import AuditLogViewSet
 from tariffs.api import TariffViewSet
 
@@ -51,6 +51,7 @@ router.register(
 )
 
 router.register("payments", PaymentIntentViewSet, basename="payment")
+router.register("payment-providers", ProviderConfigViewSet, basename="payment-provider")
 router.register("refunds", RefundViewSet, basename="refund")
 
 urlpatterns = router.urls

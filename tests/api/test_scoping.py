@@ -193,9 +193,12 @@ OBJECT_MAKERS = {
     "meter-freeze": lambda prop: factories.MeterFreezeFactory(meter__unit__property=prop),
     "payment": _payment,
     "refund": _refund,
+    "payment-provider": lambda prop: _payment(prop).config,
 }
 # Organisation-wide configuration: every staff member of the organisation sees it.
 ORGANISATION_WIDE = {"meter-profile"}
+# Organisation-wide settings only staff with every property see.
+ORGANISATION_UNLIMITED = {"payment-provider"}
 # Readings have no public id of their own; a list row names its meter. Channel preferences are
 # a tenant's, and a row names the tenant. Frozen days name their account or meter.
 ROW_IDENTITY = {
@@ -283,9 +286,14 @@ VISIBLE = {
 ORGANISATION_OF = {"owner_a": "a", "manager_a1": "a", "accountant_a": "a", "owner_b": "b"}
 
 
+UNLIMITED = {"owner_a", "accountant_a", "owner_b"}
+
+
 def _visible(basename, username, key):
     if basename in ORGANISATION_WIDE:
         return key.startswith(ORGANISATION_OF[username])
+    if basename in ORGANISATION_UNLIMITED:
+        return key.startswith(ORGANISATION_OF[username]) and username in UNLIMITED
     return key in VISIBLE[username]
 
 
