@@ -49,15 +49,6 @@ def property_summaries(*, scope: Scope):
     )
 
 
-def accounts_of_tenant_user(*, user):
-    """Every account, at any landlord, of the tenants this login stands for."""
-    return (
-        Account.objects.filter(tenant__user=user)
-        .select_related("unit__property", "wallet")
-        .order_by("status", "-opened_at")
-    )
-
-
 class HolidayCalendar:
     """The property's country's public holidays (the `holidays` library) plus its own dates."""
 

@@ -6,6 +6,7 @@ the same services the product uses (so the audit log tells the story), never dup
 """
 
 import random
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal
@@ -25,6 +26,8 @@ from meters.models import Gateway, Meter, MeterProfile, Reading
 from meters.mqtt_devices import mqtt_device_create
 from meters.services import builtin_profiles_sync
 from meters.simulator import write_state_file
+from payments.models import ProviderConfig
+from payments.services import provider_config_save
 from prepaid.scoping import Role
 from tariffs.services import tariff_create
 
@@ -111,6 +114,7 @@ def demo_seed() -> Organisation:
     _seed_mqtt_devices(properties)
     _seed_staff(organisation, properties)
     _seed_tenant_login(organisation)
+    _seed_payments(organisation)
     _seed_superuser()
     return organisation
 
@@ -199,6 +203,20 @@ def _seed_tenant_login(organisation: Organisation) -> None:
     tenant = Tenant.objects.filter(organisation=organisation, name="王伟").first()
     if tenant is not None and tenant.user_id is None:
         accounts.tenant_link_login(tenant=tenant, user=user, actor=None)
+        # So the portal's sign-in by email works with the address the demo prints.
+        accounts.tenant_update(tenant=tenant, actor=None, email=user.email)
+
+
+def _seed_payments(organisation: Organisation) -> None:
+    """The sandbox provider, so a tenant can recharge online in the demo with no account
+    anywhere."""
+    if not ProviderConfig.objects.filter(organisation=organisation, provider="sandbox").exists():
+        provider_config_save(
+            organisation=organisation,
+            provider="sandbox",
+            actor=None,
+            secrets={"webhook_secret": secrets.token_urlsafe(32)},
+        )
 
 
 def _seed_superuser() -> None:

@@ -6,6 +6,7 @@ tests and production point the same variables at PostgreSQL, Redis and Mosquitto
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -88,6 +89,8 @@ INSTALLED_APPS = [
     "payments",
     "reports",
     "notifications",
+    "portal",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -100,6 +103,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so it turns a locked-out sign-in into the lockout page whatever view handled it.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "prepaid.urls"
@@ -162,6 +167,29 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Axes first: it refuses a locked-out identifier before any backend checks a password. Staff
+# sign in with their username; tenants with their email or phone, or a one-time code.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+    "portal.auth.TenantPasswordBackend",
+    "portal.auth.SignInCodeBackend",
+]
+# Failed sign-ins by one identifier from one address before both are locked out for a while.
+AXES_FAILURE_LIMIT = env_int("SIGN_IN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGN_IN_LOCKOUT_MINUTES", 15))
+# Identifier and address together, so nobody can lock a tenant out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
+AXES_SENSITIVE_PARAMETERS = [
+    "username",
+    "ip_address",
+    "password",
+    "code",
+    "new_password1",
+    "new_password2",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -249,6 +277,7 @@ CELERY_TASK_ROUTES = {
     "billing.tasks.notify_relay_switched": {"queue": "notify"},
     "meters.tasks.poll_*": {"queue": "poll"},
     "notifications.tasks.*": {"queue": "notify"},
+    "portal.tasks.send_sign_in_code": {"queue": "notify"},
     "payments.tasks.*": {"queue": "payments"},
 }
 # Loaded into django-celery-beat's database schedule, where staff can change it.

@@ -35,15 +35,22 @@ def test_the_home_page_is_one_query_for_any_number_of_properties(
         client.get(reverse("home"))
 
 
-def test_a_tenant_login_sees_its_own_accounts_only(client, property_a1):
+def test_a_tenant_login_is_sent_to_the_portal(client, property_a1):
     mine = factories.AccountFactory(unit__property=property_a1)
-    factories.AccountFactory(unit__property=property_a1)
     user = factories.UserFactory()
     mine.tenant.user = user
     mine.tenant.save()
     client.force_login(user)
     response = client.get(reverse("home"))
-    assert list(response.context["tenant_accounts"]) == [mine]
+    assert response.status_code == 302
+    assert response["Location"] == reverse("portal:index")
+
+
+def test_a_login_with_no_organisation_or_tenancy_is_told_so(client, db):
+    client.force_login(factories.UserFactory())
+    response = client.get(reverse("home"))
+    assert response.status_code == 200
+    assert b"not linked" in response.content
 
 
 def test_the_sign_in_page_signs_in(client, owner_a):
