@@ -17,6 +17,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import Account, Property
 from billing.models import (
@@ -598,11 +599,17 @@ def _topup(
 
 
 def topup_amount_check(*, amount: Decimal, currency: str) -> None:
-    """What any top-up amount must be, at the counter or online."""
+    """What any top-up amount must be, at the counter or online. Messages are in the caller's
+    language: tenants read them on the portal."""
     if amount <= 0:
-        raise LedgerError({"amount": "A top-up must be more than zero."})
+        raise LedgerError({"amount": _("A top-up must be more than zero.")})
     if not is_whole_minor_units(amount, currency):
-        raise LedgerError({"amount": f"Give the amount in whole {currency} minor units."})
+        raise LedgerError(
+            {
+                "amount": _("Give the amount in whole %(currency)s minor units.")
+                % {"currency": currency}
+            }
+        )
 
 
 def topup_limits_check(
@@ -610,15 +617,28 @@ def topup_limits_check(
 ) -> None:
     """The property's limits on a top-up to an account holding `balance`."""
     if status != Account.Status.OPEN:
-        raise LedgerError("Top-ups go to open accounts only.")
+        raise LedgerError(_("Top-ups go to open accounts only."))
     if amount < limits.minimum:
-        raise LedgerError({"amount": f"The smallest top-up is {limits.minimum} {currency}."})
+        raise LedgerError(
+            {
+                "amount": _("The smallest top-up is %(minimum)s %(currency)s.")
+                % {"minimum": limits.minimum, "currency": currency}
+            }
+        )
     if amount > limits.maximum:
-        raise LedgerError({"amount": f"The largest top-up is {limits.maximum} {currency}."})
+        raise LedgerError(
+            {
+                "amount": _("The largest top-up is %(maximum)s %(currency)s.")
+                % {"maximum": limits.maximum, "currency": currency}
+            }
+        )
     if balance + amount > limits.max_balance:
         room = max(limits.max_balance - balance, Decimal(0))
         raise LedgerError(
-            {"amount": f"A wallet may hold at most {limits.max_balance}; at most {room} fits."}
+            {
+                "amount": _("A wallet may hold at most %(limit)s; at most %(room)s fits.")
+                % {"limit": limits.max_balance, "room": room}
+            }
         )
 
 

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import Account, Organisation
 from billing.models import LedgerAccount, LedgerTransaction, TopupLimits
@@ -144,7 +145,7 @@ def checkout_amount_check(*, account: Account, amount: Decimal) -> Decimal:
     try:
         amount = to_decimal(amount)
     except (TypeError, ValueError) as exc:
-        raise PaymentError({"amount": "Give the amount as a number."}) from exc
+        raise PaymentError({"amount": _("Give the amount as a number.")}) from exc
     try:
         topup_amount_check(amount=amount, currency=prop.currency)
         topup_limits_check(
@@ -183,10 +184,10 @@ def intent_create(
     """
     prop = account.unit.property
     if config.organisation_id != prop.organisation_id or not config.enabled:
-        raise PaymentError({"provider": "This payment method is not available here."})
+        raise PaymentError({"provider": _("This payment method is not available here.")})
     provider = provider_for(config)
     if not provider.online:
-        raise PaymentError({"provider": "This payment method is not available online."})
+        raise PaymentError({"provider": _("This payment method is not available online.")})
     amount = checkout_amount_check(account=account, amount=amount)
     reference = uuid.uuid4().hex
     intent = PaymentIntent.objects.create(
@@ -225,7 +226,7 @@ def intent_create(
             status=Status.FAILED, failure_reason=str(exc)[:300], updated_at=timezone.now()
         )
         raise PaymentError(
-            "The payment provider could not be reached. Nothing was charged; try again."
+            _("The payment provider could not be reached. Nothing was charged; try again.")
         ) from exc
     # Only from created: a notification may already have moved it on.
     PaymentIntent.objects.filter(pk=intent.pk, status=Status.CREATED).update(
@@ -533,7 +534,7 @@ def refund_start(
     try:
         amount = to_decimal(amount)
     except (TypeError, ValueError) as exc:
-        raise PaymentError({"amount": "Give the amount as a number."}) from exc
+        raise PaymentError({"amount": _("Give the amount as a number.")}) from exc
     if not intent.is_credited():
         raise PaymentError("Only a payment that was credited can be refunded.")
     if amount <= 0:
