@@ -17,6 +17,9 @@ class Event(models.TextChoices):
     CUTOFF_DONE = "cutoff_done", "Supply cut off"
     RESTORE_DONE = "restore_done", "Supply restored"
     TOPUP_RECEIVED = "topup_received", "Top-up received"
+    AUTOTOPUP_FAILED = "autotopup_failed", "Auto top-up could not charge the card"
+    AUTOTOPUP_SKIPPED = "autotopup_skipped", "Auto top-up did not charge"
+    AUTOTOPUP_DISABLED = "autotopup_disabled", "Auto top-up turned itself off"
 
 
 # The context keys each event's texts use; callers must give every one of them.
@@ -27,6 +30,9 @@ CONTEXT_KEYS: dict[str, frozenset[str]] = {
     Event.CUTOFF_DONE: frozenset({"balance", "currency", "meter"}),
     Event.RESTORE_DONE: frozenset({"balance", "currency", "meter"}),
     Event.TOPUP_RECEIVED: frozenset({"amount", "currency", "receipt", "balance"}),
+    Event.AUTOTOPUP_FAILED: frozenset({"amount", "currency", "balance", "reason"}),
+    Event.AUTOTOPUP_SKIPPED: frozenset({"amount", "currency", "balance", "reason"}),
+    Event.AUTOTOPUP_DISABLED: frozenset({"currency", "balance", "reason"}),
 }
 # Context keys that hold an amount in the context's currency.
 AMOUNT_KEYS = frozenset({"amount", "balance", "level"})

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from billing.models import LedgerAccount, TopupLimits
+from notifications.events import Event
 from notifications.services import notify
 from payments.models import AutoTopup, AutoTopupAttempt, PaymentIntent, Provider, ProviderConfig
 from payments.providers.base import (
@@ -483,18 +484,27 @@ def _conclude(attempt_id: int, status: str, reason: str = "", *, notice: bool = 
 
 
 def _notice(topup: AutoTopup, attempt: AutoTopupAttempt) -> None:
+    """Tell the tenant an attempt did not charge: failed, skipped, or failed once too often."""
     account = topup.account
     if account.status != Account.Status.OPEN:
         return
     balance = LedgerAccount.objects.values_list("balance", flat=True).get(pk=account.wallet_id)
+    context = {
+        "balance": str(quantize(balance, attempt.currency)),
+        "currency": attempt.currency,
+        "reason": attempt.reason,
+    }
+    if not topup.enabled and attempt.status == Status.FAILED:
+        event, context["reason"] = Event.AUTOTOPUP_DISABLED, topup.disabled_reason
+    else:
+        event = (
+            Event.AUTOTOPUP_FAILED if attempt.status == Status.FAILED else Event.AUTOTOPUP_SKIPPED
+        )
+        context["amount"] = str(quantize(attempt.amount, attempt.currency))
     notify(
         account_id=account.pk,
-        event="balance_low",
-        context={
-            "balance": str(quantize(balance, attempt.currency)),
-            "currency": attempt.currency,
-            "level": str(quantize(topup.threshold, attempt.currency)),
-        },
+        event=event,
+        context=context,
         idempotency_key=f"autotopup:{topup.uuid}:{attempt.crossing}",
     )
 

@@ -21,6 +21,7 @@ SAMPLE = {
     "meter": "SN000123",
     "amount": "100.00",
     "receipt": "A1-00000042",
+    "reason": "Your card was declined.",
 }
 SHANGHAI = texts.Recipient(
     tenant_name="Ada Lovelace",

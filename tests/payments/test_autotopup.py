@@ -277,7 +277,8 @@ class TestCharging:
         attempt = _fall_to(account, "15.00")
         assert autotopup_attempt(attempt_id=attempt.pk) == Status.SKIPPED
         assert api.requests_to("create_payment_intent") == []
-        assert Notification.objects.filter(event="balance_low").exists()
+        notice = Notification.objects.get(event="autotopup_skipped", channel="email")
+        assert "No card is saved" in notice.body
 
     def test_a_disabled_auto_topup_is_not_charged(
         self, saved, account, api, published, django_capture_on_commit_callbacks
@@ -323,7 +324,7 @@ class TestMonthlyCap:
         assert capped.status == Status.SKIPPED
         assert "monthly cap" in capped.reason
         assert Notification.objects.filter(
-            event="balance_low", idempotency_key=f"autotopup:{saved.uuid}:{capped.crossing}"
+            event="autotopup_skipped", idempotency_key=f"autotopup:{saved.uuid}:{capped.crossing}"
         ).exists()
         with time_machine.travel(datetime(2027, 1, 31, 16, 5, tzinfo=UTC), tick=False):
             _rearm(account)
@@ -350,12 +351,15 @@ class TestFailures:
         assert entry.actor is None
         reasons = set(AutoTopupAttempt.objects.values_list("reason", flat=True))
         assert all("card_declined" in reason for reason in reasons)
-        keys = set(
-            Notification.objects.filter(event="balance_low", context__level="20.00").values_list(
-                "idempotency_key", flat=True
-            )
+        told = dict(
+            Notification.objects.filter(channel="email").values_list("idempotency_key", "event")
         )
-        assert keys == {f"autotopup:{topup.uuid}:{n}" for n in (1, 2, 3)}
+        # Each decline is told; the last one says auto top-up is off now.
+        assert {key: told[key] for key in told if key.startswith("autotopup:")} == {
+            f"autotopup:{topup.uuid}:1": "autotopup_failed",
+            f"autotopup:{topup.uuid}:2": "autotopup_failed",
+            f"autotopup:{topup.uuid}:3": "autotopup_disabled",
+        }
         # Nothing was credited for the declines, and nothing more is attempted.
         assert _balance(account) == Decimal("15.00")
         _rearm(account)
