@@ -17,7 +17,7 @@ TEST_ENV := DEBUG=false SECRET_KEY=test-only-not-secret \
 	MQTT_URL=mqtt://127.0.0.1:1883 \
 	SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false
 
-.PHONY: run test bench lint format lock clean
+.PHONY: run test bench lint format lock messages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,7 @@ run: $(RUN_STAMP)
 
 test: $(DEV_STAMP)
 	scripts/ensure-services
+	scripts/ensure-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(TEST_ENV) $(BIN)/pytest $(if $(CI),--create-db) $(PYTEST_ARGS)
@@ -56,6 +57,15 @@ lint: $(DEV_STAMP)
 format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Bring the zh_Hans catalogue up to date with the source and compile it. Translate the new
+# entries in locale/zh_Hans/LC_MESSAGES/django.po, run it again, and commit the .po and the .mo:
+# `make run` has no gettext to compile them. Ignoring .venv keeps compilemessages from
+# recompiling the installed packages' catalogues.
+messages: $(RUN_STAMP)
+	DEBUG=true $(BIN)/python manage.py makemessages -l zh_Hans --no-obsolete \
+		--ignore=.venv --ignore=var --ignore=static --ignore='tests/*' --ignore='bench/*'
+	DEBUG=true $(BIN)/python manage.py compilemessages -l zh_Hans --ignore=.venv
 
 # Re-pin every dependency after editing requirements*.in.
 lock: $(DEV_STAMP)

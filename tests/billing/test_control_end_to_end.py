@@ -19,7 +19,6 @@ from meters.polling import poll_gateways
 from meters.services import gateway_create, meter_connect
 from meters.simulator import MeterSimulator
 from notifications.models import Notification
-from prepaid.celery import app
 from tariffs.services import tariff_create
 from tests import factories
 from tests.processes import process_env
@@ -48,13 +47,13 @@ def simulator(request):
 
 @pytest.fixture
 def worker(tmp_path):
-    # Tasks earlier tests sent and nobody ran would otherwise reach this worker first.
-    app.control.purge()
     env = process_env()
     log = tmp_path / "worker.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "prepaid", "worker", "--pool", "threads",
-         "--concurrency", "4", "--queues", "commands,billing,notify", "--loglevel", "INFO",
+         "--concurrency", "4", "--queues", "commands,billing,notify",
+         # Tasks earlier tests sent to these queues and nobody ran would reach it first.
+         "--purge", "--loglevel", "INFO",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=settings.BASE_DIR, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
