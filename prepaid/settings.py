@@ -91,6 +91,8 @@ INSTALLED_APPS = [
     "notifications",
     "portal",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
 ]
 
 MIDDLEWARE = [
@@ -100,9 +102,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Idle sessions end first, so the two-factor check only ever sees a live session.
+    "accounts.middleware.IdleSessionMiddleware",
+    "accounts.middleware.TwoFactorMiddleware",
     # Last, so it turns a locked-out sign-in into the lockout page whatever view handled it.
     "axes.middleware.AxesMiddleware",
 ]
@@ -191,6 +197,8 @@ AXES_SENSITIVE_PARAMETERS = [
     "new_password1",
     "new_password2",
 ]
+# Codes from authenticator apps are listed under this name.
+OTP_TOTP_ISSUER = "prepaid"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -236,6 +244,11 @@ PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE = env_int("PAYMENTS_WEBHOOK_REJECTIONS_PE
 PAYMENTS_AUTOTOPUP_MAX_FAILURES = env_int("PAYMENTS_AUTOTOPUP_MAX_FAILURES", 3)
 
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+# Minutes without a request after which anyone signed in is signed out
+# (accounts.middleware.IdleSessionMiddleware).
+SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 30)
+if SESSION_IDLE_MINUTES < 1:
+    raise ImproperlyConfigured("SESSION_IDLE_MINUTES must be at least 1.")
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 
 # Celery: a filesystem broker by default so `make run` needs no server; Redis in tests and

@@ -30,8 +30,8 @@ def test_the_home_page_is_one_query_for_any_number_of_properties(
     for _ in range(5):
         factories.AccountFactory(unit__property=factories.PropertyFactory(organisation=org_a))
     client.force_login(owner_a)
-    # Session, user, membership, its properties, then the one summary query.
-    with django_assert_max_num_queries(5):
+    # Session, user, the two-factor check, membership, its properties, then the one summary query.
+    with django_assert_max_num_queries(6):
         client.get(reverse("home"))
 
 
