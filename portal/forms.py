@@ -62,7 +62,7 @@ def _money_field(label, help_text=""):
 
 class AutoTopupForm(forms.Form):
     threshold = _money_field(_("When my balance falls below"))
-    amount = _money_field(_("Recharge"))
+    amount = _money_field(_("Amount each time"))
     monthly_cap = _money_field(
         _("But at most, each month"), _("Auto top-up stops for the month at this total.")
     )

@@ -260,7 +260,9 @@ def autotopup(request: HttpRequest, account_uuid) -> HttpResponse:
     form = AutoTopupForm(initial=_initial(topup))
     if request.method == "POST" and request.POST.get("action") == "disable":
         if topup is not None and topup.enabled:
-            reason = _("Turned off by the tenant.")
+            # Stored on the record, like the services' own reasons, so not in the reader's
+            # language.
+            reason = "Turned off by the tenant in the portal."
             autotopup_disable(account=account, actor=request.user, reason=reason)
             messages.success(request, _("Auto top-up is off."))
         return redirect("portal:autotopup", account_uuid=account.uuid)
