@@ -20,6 +20,7 @@ from billing.models import (
     Charge,
     CutoffDecision,
     DailyFreeze,
+    LedgerAccount,
     Receipt,
     TierUsage,
 )
@@ -112,7 +113,7 @@ def _relay_state(meters: list[Meter]) -> RelayState | None:
 
 def live_state(*, account: Account, now: datetime | None = None) -> LiveState:
     """Balance, days of credit left and the supply, read fresh (the page polls this)."""
-    wallet = type(account.wallet).objects.get(pk=account.wallet_id)
+    wallet = LedgerAccount.objects.get(pk=account.wallet_id)
     account.wallet = wallet
     meters = _active_meters(account)
     decision = (
