@@ -8,6 +8,7 @@ from prepaid import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("overview/", views.overview, name="overview"),
     path("login/", staff_auth.SignInView.as_view(), name="login"),
     path("login/verify/", staff_auth.sign_in_verify, name="login-verify"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -35,6 +36,11 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    path("", include("accounts.urls")),
+    path("", include("meters.urls")),
+    path("", include("billing.urls")),
+    path("", include("tariffs.urls")),
+    path("", include("prepaid.audit.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("prepaid.api.urls")),
     path("payments/", include("payments.urls")),
