@@ -235,7 +235,9 @@ def _by_account(points, occupancy: list[tuple[datetime, datetime | None, Account
         {moment for opened, closed, _ in occupancy for moment in (opened, closed) if moment}
     )
     start, end = points[0][0], points[-1][0]
-    cuts = [moment for moment in boundaries if start < moment < end]
+    # A reading taken exactly at a move-in or move-out is already the cut.
+    taken = {point[0] for point in points}
+    cuts = [moment for moment in boundaries if start < moment < end and moment not in taken]
     series = list(points)
     for moment in cuts:
         series.append((moment, _interpolate(points, moment)))

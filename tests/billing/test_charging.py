@@ -162,6 +162,17 @@ def test_consumption_before_move_in_is_vacant_and_after_is_the_tenants(property_
     assert Charge.objects.get(account=account).quantity == Decimal(30)
 
 
+def test_a_reading_taken_exactly_at_the_move_in_splits_there(property_a1):
+    with_tariff(property_a1, FLAT)
+    meter = factories.MeterFactory(unit__property=property_a1, installed_at=T0 - timedelta(days=1))
+    tenant = factories.TenantFactory(organisation=property_a1.organisation)
+    account = accounts.account_open(tenant=tenant, unit=meter.unit, actor=None, opened_at=hours(1))
+    read(meter, (hours(0), 0), (hours(1), 10), (hours(4), 40))
+    charge_new_readings()
+    assert VacantConsumption.objects.get().quantity == Decimal(10)
+    assert Charge.objects.get(account=account).quantity == Decimal(30)
+
+
 def test_a_move_out_mid_interval_hands_the_rest_to_the_next_tenant(occupied, property_a1):
     meter, first = occupied
     read(meter, (hours(0), 0))
