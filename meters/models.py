@@ -476,6 +476,8 @@ class RelayCommand(models.Model):
     superseded_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # A staff form's or an API client's key: the same request sent twice issues one command.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
 
     objects = RelayCommandQuerySet.as_manager()
 

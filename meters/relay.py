@@ -51,8 +51,12 @@ def relay_command_issue(
     actor: Actor,
     reason: str,
     deadline: datetime | None = None,
+    idempotency_key: str | None = None,
 ) -> RelayCommand:
-    """Ask for a meter's relay to be closed (restore) or opened (cut off), now."""
+    """Ask for a meter's relay to be closed (restore) or opened (cut off), now.
+
+    With an idempotency key, asking again with the same key returns the first command, even one
+    long finished, instead of switching again."""
     if not reason.strip():
         raise ValidationError({"reason": "Give a reason for switching the supply."})
     meter = (
@@ -60,6 +64,13 @@ def relay_command_issue(
         .select_related("unit")
         .get(pk=meter.pk)
     )
+    if idempotency_key is not None:
+        # Under the meter's lock, so a concurrent repeat waits and then finds the first.
+        earlier = RelayCommand.objects.filter(idempotency_key=idempotency_key).first()
+        if earlier is not None:
+            if (earlier.meter_id, earlier.close) != (meter.pk, close):
+                raise ValidationError("This request's key was already used for another command.")
+            return earlier
     if not meter.has_relay:
         raise ValidationError("This meter has no relay or valve to switch.")
     active = RelayCommand.objects.filter(meter=meter, state__in=RelayCommand.ACTIVE).first()
@@ -76,6 +87,7 @@ def relay_command_issue(
         actor=acting_user(actor),
         created_at=now,
         deadline=deadline or now + DEFAULT_DEADLINE,
+        idempotency_key=idempotency_key,
     )
     if active is not None:
         RelayCommand.objects.filter(pk=active.pk).update(superseded_by=command)
