@@ -60,6 +60,15 @@ class Scope:
     def can(self, capability: Capability) -> bool:
         return capability in ROLE_CAPABILITIES[self.role]
 
+    # For templates, which cannot pass an argument to `can`.
+    @property
+    def can_operate(self) -> bool:
+        return self.can(Capability.OPERATE)
+
+    @property
+    def can_administer(self) -> bool:
+        return self.can(Capability.ADMINISTER)
+
 
 class ScopedQuerySet(models.QuerySet):
     """A queryset that knows how its rows belong to an organisation and a property."""

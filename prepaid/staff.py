@@ -24,9 +24,7 @@ from accounts.selectors import scope_for_user
 from prepaid.scoping import Capability, Scope
 
 
-def staff_view(
-    view: Callable | None = None, *, read: Capability = Capability.VIEW
-) -> Callable:
+def staff_view(view: Callable | None = None, *, read: Capability = Capability.VIEW) -> Callable:
     """Staff of an organisation only, with at least the `read` capability to open the page."""
 
     def decorate(view: Callable) -> Callable:

@@ -49,7 +49,7 @@ def dashboard_urls():
     return {
         name: callback
         for route, name, callback in _walk(get_resolver().url_patterns)
-        # The root only sends each sign-in where it belongs (tests/prepaid/test_home.py).
+        # The root only sends each sign-in where it belongs (tests/prepaid/test_views.py).
         if route and not route.startswith(NOT_DASHBOARD)
     }
 
