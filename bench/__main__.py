@@ -14,12 +14,13 @@ BENCHMARKS = [
     "restore-latency",
     "daily-freeze",
     "webhooks",
+    "units-grid",
 ]
 
 
 def main(names: list[str]) -> None:
     setup_django()
-    from bench import freeze, modbus, money, mqtt, restore, webhooks
+    from bench import freeze, modbus, money, mqtt, restore, units_grid, webhooks
 
     available = {
         "charging": money.bench_charging,
@@ -31,6 +32,7 @@ def main(names: list[str]) -> None:
         "restore-latency": restore.bench_restore_latency,
         "daily-freeze": freeze.bench_daily_freeze,
         "webhooks": webhooks.bench_webhooks,
+        "units-grid": units_grid.bench_units_grid,
     }
     for name in names or BENCHMARKS:
         # A benchmark gives one result, or one per variant (restore-latency: per transport).

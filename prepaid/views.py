@@ -1,10 +1,16 @@
+from dataclasses import replace
+
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 
+from accounts import selectors
 from accounts.selectors import scope_for_user
 from portal.access import is_tenant_login
 from prepaid.staff import staff_view
+
+# The overview's figures refresh this often (seconds).
+OVERVIEW_POLL_SECONDS = 30
 
 
 @login_required
@@ -19,4 +25,25 @@ def home(request):
 
 @staff_view
 def overview(request):
-    raise Http404("placeholder")
+    """What is wrong right now, across the caller's properties or one of them (?property=)."""
+    properties = selectors.scope_properties(scope=request.scope)
+    chosen = None
+    scope = request.scope
+    wanted = request.GET.get("property")
+    if wanted:
+        chosen = next((prop for prop in properties if str(prop.uuid) == wanted), None)
+        if chosen is None:
+            raise Http404("No property matches.")
+        scope = replace(scope, property_ids=frozenset({chosen.pk}))
+    shown = [chosen] if chosen else properties
+    context = {
+        "properties": properties,
+        "property": chosen,
+        # Zero is written in this currency when nothing was held or earned.
+        "currency": shown[0].currency if shown else None,
+        "figures": selectors.overview(scope=scope, properties=shown),
+        "poll_seconds": OVERVIEW_POLL_SECONDS,
+    }
+    if request.htmx:
+        return render(request, "dashboard/overview.html#figures", context)
+    return render(request, "dashboard/overview.html", context)
