@@ -58,6 +58,12 @@ class LedgerAccount(models.Model):
         REFUNDS_PAYABLE = "refunds_payable", "Refunds payable"
         WRITE_OFFS = "write_offs", "Write-offs"
         ROUNDING = "rounding", "Rounding"
+        # Move-in deposits, a liability until move-out returns them (billing.settlement).
+        DEPOSITS_HELD = "deposits_held", "Deposits held"
+        # Former tenants' arrears: what a closed account still owes (an asset).
+        DEBTORS = "debtors", "Debtors"
+        # The balances tenants brought over from a previous system (bulk import).
+        OPENING_BALANCES = "opening_balances", "Opening balances"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organisation = models.ForeignKey(
@@ -120,6 +126,12 @@ class LedgerTransaction(models.Model):
         # pays it out to the provider's clearing account when the provider confirms it.
         REFUND = "refund", "Refund"
         REFUND_PAYOUT = "refund_payout", "Refund paid out"
+        # Move-out settlement (billing.settlement): a deposit taken at move-in goes to deposits
+        # held, and comes back into the wallet at move-out; a balance still owed then moves
+        # from the wallet to debtors, so the closed account's wallet is zero.
+        DEPOSIT = "deposit", "Deposit received"
+        DEPOSIT_RELEASE = "deposit_release", "Deposit returned to the wallet"
+        DEBT_TRANSFER = "debt_transfer", "Debt moved to debtors"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # Both led by the composite indexes below; single-column ones would only slow every posting.

@@ -208,7 +208,7 @@ def _refund_notes(intent: PaymentIntent, money) -> list[str]:
 
 
 @cache
-def _register_cjk_font() -> None:
+def register_cjk_font() -> None:
     pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
 
 
@@ -222,7 +222,7 @@ def _font(text: str, *, bold: bool = False) -> str:
     return "Helvetica-Bold" if bold else "Helvetica"
 
 
-def _paragraph(text: str, *, size: float, bold: bool = False, color=colors.black) -> Paragraph:
+def pdf_paragraph(text: str, *, size: float, bold: bool = False, color=colors.black) -> Paragraph:
     font = _font(text, bold=bold)
     style = ParagraphStyle(
         f"{font}-{size}",
@@ -237,7 +237,7 @@ def _paragraph(text: str, *, size: float, bold: bool = False, color=colors.black
 
 
 def _pdf(document: ReceiptDocument) -> bytes:
-    _register_cjk_font()
+    register_cjk_font()
     buffer = BytesIO()
     margin = 12 * mm
     pdf = SimpleDocTemplate(
@@ -255,17 +255,17 @@ def _pdf(document: ReceiptDocument) -> bytes:
     )
     grey = colors.HexColor("#555555")
     header = [
-        _paragraph(document.organisation, size=14, bold=True),
-        _paragraph(document.property_name, size=10),
-        *(_paragraph(line, size=9, color=grey) for line in document.address_lines),
+        pdf_paragraph(document.organisation, size=14, bold=True),
+        pdf_paragraph(document.property_name, size=10),
+        *(pdf_paragraph(line, size=9, color=grey) for line in document.address_lines),
         Spacer(1, 6 * mm),
-        _paragraph(document.title, size=16, bold=True),
+        pdf_paragraph(document.title, size=16, bold=True),
         Spacer(1, 4 * mm),
     ]
     label_width = 45 * mm
     table = Table(
         [
-            [_paragraph(label, size=9, color=grey), _paragraph(value, size=10)]
+            [pdf_paragraph(label, size=9, color=grey), pdf_paragraph(value, size=10)]
             for label, value in document.lines
         ],
         colWidths=[label_width, pdf.width - label_width],
@@ -281,10 +281,10 @@ def _pdf(document: ReceiptDocument) -> bytes:
         )
     )
     notes = [
-        _paragraph(note, size=10, bold=True, color=colors.HexColor("#a40000"))
+        pdf_paragraph(note, size=10, bold=True, color=colors.HexColor("#a40000"))
         for note in document.notes
     ]
-    closing = [Spacer(1, 6 * mm), _paragraph(document.closing, size=9, color=grey)]
+    closing = [Spacer(1, 6 * mm), pdf_paragraph(document.closing, size=9, color=grey)]
     content = [*header, table, Spacer(1, 4 * mm), *notes, *closing]
     # Shrunk to fit if an address or a note runs long: a receipt is one page.
     pdf.build([KeepInFrame(pdf.width, pdf.height, content, mode="shrink")])
