@@ -6,5 +6,12 @@ app_name = "meters"
 urlpatterns = [
     path("meters/", views.meter_list, name="list"),
     path("meters/<uuid:meter_id>/", views.meter_detail, name="detail"),
+    path("meters/<uuid:meter_id>/relay/", views.meter_relay, name="relay"),
     path("alarms/", views.alarm_inbox, name="alarms"),
+    path(
+        "alarms/<uuid:alarm_id>/acknowledge/",
+        views.alarm_acknowledge,
+        name="alarm-acknowledge",
+    ),
+    path("alarms/<uuid:alarm_id>/resolve/", views.alarm_resolve, name="alarm-resolve"),
 ]

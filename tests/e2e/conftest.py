@@ -3,14 +3,17 @@ browser is ever downloaded) against the app on pytest-django's live server, with
 worker behind it."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from django.urls import reverse
 from playwright.sync_api import sync_playwright
 
 from prepaid.celery import app
@@ -62,6 +65,21 @@ def page(browser, live_server):
     context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
     yield context.new_page()
     context.close()
+
+
+@pytest.fixture
+def staff_sign_in(page):
+    """Sign a staff member in through the sign-in page, as a person would, and land on
+    `next_url`: `staff_sign_in("manager", password, "/meters/")`."""
+
+    def sign_in(username: str, password: str, next_url: str) -> None:
+        page.goto(f"{reverse('login')}?next={quote(next_url)}")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(re.escape(next_url) + "$"))
+
+    return sign_in
 
 
 class Worker:

@@ -1,0 +1,164 @@
+"""The staff dashboard's forms for meters and alarms: the list filters, a relay switch with its
+reason, and the notes of acknowledging and resolving an alarm."""
+
+import uuid
+from enum import StrEnum
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Property
+from meters.models import Alarm, Meter
+from meters.selectors import AlarmState, Online, Relay
+from prepaid.scoping import Scope
+
+# The models' choice labels are not translated; the dashboard's are.
+UTILITY_CHOICES = [
+    (Meter.Utility.ELECTRICITY, _("Electricity")),
+    (Meter.Utility.WATER, _("Water")),
+]
+ALARM_KIND_CHOICES = [
+    (Alarm.Kind.OFFLINE, _("Meter offline")),
+    (Alarm.Kind.COMMAND_FAILED, _("Relay command failed")),
+    (Alarm.Kind.ANOMALY, _("Reading anomaly")),
+    (Alarm.Kind.TAMPER, _("Tamper")),
+    (Alarm.Kind.REJECTED_INPUT, _("Rejected input")),
+]
+ALARM_SEVERITY_CHOICES = [
+    (Alarm.Severity.INFO, _("Info")),
+    (Alarm.Severity.WARNING, _("Warning")),
+    (Alarm.Severity.CRITICAL, _("Critical")),
+]
+
+
+class _ScopedFilterForm(forms.Form):
+    """Filters over GET: every field optional; an invalid one is reported and ignored."""
+
+    property = forms.ModelChoiceField(
+        queryset=Property.objects.none(),
+        to_field_name="uuid",
+        required=False,
+        label=_("Property"),
+        empty_label=_("All properties"),
+    )
+
+    def __init__(self, data, *, scope: Scope):
+        super().__init__(data)
+        self.fields["property"].queryset = Property.objects.for_scope(scope).order_by("name")
+
+    def filters(self) -> dict:
+        """The valid filters, by the selector's keyword names."""
+        self.is_valid()
+        return {name: value for name, value in self.cleaned_data.items() if value}
+
+
+class MeterFilterForm(_ScopedFilterForm):
+    q = forms.CharField(required=False, max_length=64, label=_("Serial or unit"))
+    utility = forms.ChoiceField(
+        choices=[("", _("All utilities")), *UTILITY_CHOICES],
+        required=False,
+        label=_("Utility"),
+    )
+    online = forms.ChoiceField(
+        choices=[
+            ("", _("Online or not")),
+            (Online.ONLINE, _("Online")),
+            (Online.OFFLINE, _("Offline")),
+            (Online.UNKNOWN, _("Never seen")),
+        ],
+        required=False,
+        label=_("Connection"),
+    )
+    relay = forms.ChoiceField(
+        choices=[
+            ("", _("Any relay state")),
+            (Relay.OPEN, _("Cut off (relay open)")),
+            (Relay.CLOSED, _("Supplied (relay closed)")),
+            (Relay.PENDING, _("Command pending")),
+        ],
+        required=False,
+        label=_("Relay"),
+    )
+
+    field_order = ["q", "property", "utility", "online", "relay"]
+
+
+class AlarmFilterForm(_ScopedFilterForm):
+    kind = forms.ChoiceField(
+        choices=[("", _("All kinds")), *ALARM_KIND_CHOICES], required=False, label=_("Kind")
+    )
+    severity = forms.ChoiceField(
+        choices=[("", _("All severities")), *ALARM_SEVERITY_CHOICES],
+        required=False,
+        label=_("Severity"),
+    )
+    state = forms.ChoiceField(
+        choices=[
+            (AlarmState.OPEN, _("Open")),
+            (AlarmState.UNACKNOWLEDGED, _("Open, not yet acknowledged")),
+            (AlarmState.ACKNOWLEDGED, _("Acknowledged, not yet resolved")),
+            (AlarmState.RESOLVED, _("Resolved")),
+            (AlarmState.ALL, _("All")),
+        ],
+        required=False,
+        label=_("State"),
+    )
+
+    field_order = ["property", "kind", "severity", "state"]
+
+
+class RelayAction(StrEnum):
+    CUT_OFF = "cut_off"
+    RESTORE = "restore"
+
+
+class RelayForm(forms.Form):
+    """Cut off or restore a meter's supply, with the reason the audit log keeps. The key is
+    made when the form is shown, so submitting the same form twice switches once."""
+
+    ACTIONS = {RelayAction.CUT_OFF: False, RelayAction.RESTORE: True}
+
+    action = forms.ChoiceField(
+        choices=[(RelayAction.CUT_OFF, _("Cut off")), (RelayAction.RESTORE, _("Restore"))],
+        widget=forms.HiddenInput,
+    )
+    reason = forms.CharField(
+        max_length=300,
+        label=_("Reason"),
+        help_text=_("Kept in the audit log with your name."),
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, data=None, *, action: str):
+        super().__init__(
+            data,
+            auto_id=f"{action}-%s",
+            initial={"action": action, "idempotency_key": uuid.uuid4()},
+        )
+        self.action_name = action
+
+    @property
+    def close(self) -> bool:
+        return self.ACTIONS[self.cleaned_data["action"]]
+
+    @classmethod
+    def action_of(cls, data) -> str:
+        """The action a posted form was for, to show it again in the right dialog."""
+        action = data.get("action")
+        return action if action in cls.ACTIONS else RelayAction.CUT_OFF
+
+
+class AlarmAcknowledgeForm(forms.Form):
+    note = forms.CharField(
+        max_length=1000, required=False, label=_("Note"), widget=forms.TextInput()
+    )
+
+
+class AlarmResolveForm(forms.Form):
+    note = forms.CharField(
+        max_length=1000,
+        label=_("What was done"),
+        error_messages={"required": _("Say what was done to resolve the alarm.")},
+        widget=forms.TextInput(),
+    )
