@@ -1,0 +1,5 @@
+from tests.staff_matrix import StaffUrl
+
+STAFF_URLS = {
+    "audit:log": StaffUrl(query={"action": "topup.record"}),
+}
