@@ -8,10 +8,19 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
-from django.utils import timezone
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import Account, Membership, Organisation, Property, Tenant, Unit
 from billing.models import LedgerAccount
@@ -271,3 +280,230 @@ def tenant_link_login(*, tenant: Tenant, user, actor: Actor) -> Tenant:
         organisation_id=tenant.organisation_id,
     )
     return tenant
+
+
+# Staff: invitations, roles, assigned properties and removal ---------------------------------------
+
+
+def _lock_organisation(organisation: Organisation) -> Organisation:
+    """Serialise staff changes of one organisation, so two owners cannot each remove the other
+    and leave nobody in charge. NO KEY: rows that merely reference the organisation (audit rows,
+    ledger transactions) may still be written meanwhile."""
+    return Organisation.objects.select_for_update(no_key=True).get(pk=organisation.pk)
+
+
+def _property_uuids(properties: Iterable[Property]) -> list[str]:
+    return sorted(str(prop.uuid) for prop in properties)
+
+
+def _membership_properties(membership: Membership) -> list[Property]:
+    return list(membership.properties.all())
+
+
+def _check_properties(organisation: Organisation, role: str, properties: list[Property]) -> None:
+    if any(prop.organisation_id != organisation.pk for prop in properties):
+        raise ValidationError({"properties": "Every property must belong to the organisation."})
+    if role == Role.OWNER and properties:
+        raise ValidationError({"properties": "Owners see every property of the organisation."})
+
+
+def _owner_count(organisation: Organisation) -> int:
+    return Membership.objects.filter(organisation=organisation, role=Role.OWNER).count()
+
+
+def _invite_send(*, user, base_url: str, language: str) -> None:
+    """Email a link to set a password: Django's password-reset token, which works once (setting
+    the password changes the hash it is made from) and expires after PASSWORD_RESET_TIMEOUT."""
+    path = reverse(
+        "password_reset_confirm",
+        kwargs={
+            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+            "token": default_token_generator.make_token(user),
+        },
+    )
+    membership = Membership.objects.select_related("organisation").get(user=user)
+    context = {
+        "user": user,
+        "organisation": membership.organisation,
+        "link": base_url.rstrip("/") + path,
+        "sign_in": base_url.rstrip("/") + reverse("login"),
+        "days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400),
+    }
+    with translation.override(language):
+        subject = render_to_string("registration/invite_subject.txt", context).strip()
+        body = render_to_string("registration/invite_email.txt", context)
+    send_mail(subject, body, None, [user.email])
+
+
+@transaction.atomic
+def staff_invite(
+    *,
+    organisation: Organisation,
+    email: str,
+    role: str,
+    actor: Actor,
+    base_url: str,
+    language: str,
+    name: str = "",
+    properties: Iterable[Property] = (),
+) -> Membership:
+    """Make someone staff of the organisation and email them a link to set their password.
+
+    Their username is their email address. Until they set a password they cannot sign in. A
+    sign-in that belongs to nobody (a former member's, deactivated) is reused; one held by
+    someone's staff membership or a tenant's portal login is refused.
+    """
+    _lock_organisation(organisation)
+    email = email.strip().lower()
+    properties = list(properties)
+    _check_properties(organisation, role, properties)
+    User = get_user_model()
+    holders = list(
+        User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email))
+        .select_related("membership")
+        .order_by("pk")
+    )
+    for holder in holders:
+        if hasattr(holder, "membership"):
+            raise ValidationError(
+                {"email": "This email address already belongs to a staff member."}
+            )
+        if holder.is_superuser or holder.tenancies.exists():
+            raise ValidationError(
+                {"email": "This email address is another sign-in's; invite another address."}
+            )
+    user = holders[0] if holders else User(username=email)
+    user.email = email
+    user.first_name = name.strip()[:150]
+    user.is_active = True
+    user.set_unusable_password()
+    user.full_clean(exclude=["password"])
+    user.save()
+    membership = membership_create(
+        user=user, organisation=organisation, role=role, actor=actor, properties=properties
+    )
+    audit_record(
+        organisation_id=organisation.pk,
+        actor=actor,
+        action="membership.invite",
+        instance=membership,
+        object_repr=email,
+        after={"email": email, "role": role, "properties": _property_uuids(properties)},
+    )
+    transaction.on_commit(lambda: _invite_send(user=user, base_url=base_url, language=language))
+    return membership
+
+
+@transaction.atomic
+def staff_invite_resend(
+    *, membership: Membership, actor: Actor, base_url: str, language: str
+) -> Membership:
+    """Send the invitation again to a member who has not set a password yet."""
+    user = membership.user
+    if user.has_usable_password():
+        raise ValidationError("This member has set a password already and can sign in.")
+    audit_record(
+        organisation_id=membership.organisation_id,
+        actor=actor,
+        action="membership.invite_resend",
+        instance=membership,
+        object_repr=user.get_username(),
+        after={"email": user.email},
+    )
+    transaction.on_commit(lambda: _invite_send(user=user, base_url=base_url, language=language))
+    return membership
+
+
+@transaction.atomic
+def membership_set_role(*, membership: Membership, role: str, actor: Actor) -> Membership:
+    """Change a member's role. The last owner stays an owner; becoming an owner lifts any limit to
+    properties, as owners see the whole organisation."""
+    _lock_organisation(membership.organisation)
+    membership = Membership.objects.select_related("user").get(pk=membership.pk)
+    if role not in Role.values:
+        raise ValidationError({"role": f"Choose one of {', '.join(Role.values)}."})
+    if role == membership.role:
+        return membership
+    if membership.role == Role.OWNER and _owner_count(membership.organisation) == 1:
+        raise ValidationError(
+            {"role": "This is the organisation's only owner; make someone else an owner first."}
+        )
+    properties = _membership_properties(membership)
+    before = {"role": membership.role, "properties": _property_uuids(properties)}
+    membership.role = role
+    membership.save(update_fields=["role"])
+    if role == Role.OWNER:
+        membership.properties.clear()
+    audit_record(
+        organisation_id=membership.organisation_id,
+        actor=actor,
+        action="membership.set_role",
+        instance=membership,
+        object_repr=membership.user.get_username(),
+        before=before,
+        after={
+            "role": role,
+            "properties": [] if role == Role.OWNER else _property_uuids(properties),
+        },
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_set_properties(
+    *, membership: Membership, properties: Iterable[Property], actor: Actor
+) -> Membership:
+    """Limit a manager or accountant to some properties; none means every property."""
+    _lock_organisation(membership.organisation)
+    membership = Membership.objects.select_related("user").get(pk=membership.pk)
+    properties = list(properties)
+    _check_properties(membership.organisation, membership.role, properties)
+    before = _property_uuids(_membership_properties(membership))
+    after = _property_uuids(properties)
+    if before == after:
+        return membership
+    membership.properties.set(properties)
+    audit_record(
+        organisation_id=membership.organisation_id,
+        actor=actor,
+        action="membership.set_properties",
+        instance=membership,
+        object_repr=membership.user.get_username(),
+        before={"properties": before},
+        after={"properties": after},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: Actor) -> None:
+    """Take a member's access away. Nobody removes themselves, and the last owner stays.
+
+    Their sign-in is deactivated unless it is also a tenant's portal login; it is kept, not
+    deleted, because the audit log names it.
+    """
+    _lock_organisation(membership.organisation)
+    membership = Membership.objects.select_related("user").get(pk=membership.pk)
+    user = membership.user
+    if actor is not None and user.pk == actor.pk:
+        raise ValidationError("You cannot remove yourself; ask another owner.")
+    if membership.role == Role.OWNER and _owner_count(membership.organisation) == 1:
+        raise ValidationError("This is the organisation's only owner and cannot be removed.")
+    before = {
+        "user": user.get_username(),
+        "role": membership.role,
+        "properties": _property_uuids(_membership_properties(membership)),
+    }
+    audit_record(
+        organisation_id=membership.organisation_id,
+        actor=actor,
+        action="membership.remove",
+        instance=membership,
+        object_repr=user.get_username(),
+        before=before,
+        after=None,
+    )
+    membership.delete()
+    if user.is_active and not user.tenancies.exists():
+        user.is_active = False
+        user.save(update_fields=["is_active"])
