@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from django.db.models import Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
@@ -221,13 +221,21 @@ def meter_consumption(
     since = starts[0]
     usable = Reading.objects.filter(meter=meter).exclude(status=Reading.Status.REJECTED)
     trunc = TruncHour if period == ChartPeriod.HOURS else TruncDay
-    last_per_bucket = {
-        bucket.astimezone(UTC): register
-        for bucket, register in usable.filter(taken_at__gte=since, taken_at__lte=now)
+    # Each bucket's last reading time, then those readings: plain GROUP BY, which SQLite (the
+    # demo) runs as well as PostgreSQL.
+    last_taken = dict(
+        usable.filter(taken_at__gte=since, taken_at__lte=now)
         .annotate(bucket=trunc("taken_at", tzinfo=zone))
-        .order_by("bucket", "-taken_at")
-        .distinct("bucket")
-        .values_list("bucket", "register")
+        .order_by()
+        .values("bucket")
+        .annotate(last=Max("taken_at"))
+        .values_list("bucket", "last")
+    )
+    registers = dict(
+        usable.filter(taken_at__in=last_taken.values()).values_list("taken_at", "register")
+    )
+    last_per_bucket = {
+        bucket.astimezone(UTC): registers[last] for bucket, last in last_taken.items()
     }
     baseline = (
         usable.filter(taken_at__lt=since).order_by("-taken_at").values_list("register", flat=True)
