@@ -33,12 +33,14 @@ class Capability(StrEnum):
     OPERATE = "operate"
     # Reading data, money and reports.
     VIEW = "view"
+    # Closing a property's month to postings: owners and accountants.
+    CLOSE_PERIODS = "close_periods"
 
 
 ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
     Role.OWNER: frozenset(Capability),
     Role.MANAGER: frozenset({Capability.OPERATE, Capability.VIEW}),
-    Role.ACCOUNTANT: frozenset({Capability.VIEW}),
+    Role.ACCOUNTANT: frozenset({Capability.VIEW, Capability.CLOSE_PERIODS}),
 }
 
 

@@ -242,6 +242,11 @@ PAYMENTS_PUBLIC_URL = os.environ.get("PAYMENTS_PUBLIC_URL", "")
 PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE = env_int("PAYMENTS_WEBHOOK_REJECTIONS_PER_MINUTE", 30)
 # Failed automatic top-ups in a row after which a tenant's auto top-up turns itself off.
 PAYMENTS_AUTOTOPUP_MAX_FAILURES = env_int("PAYMENTS_AUTOTOPUP_MAX_FAILURES", 3)
+# Finished report exports are kept this long for download, then deleted.
+REPORT_EXPORT_KEEP_HOURS = env_int("REPORT_EXPORT_KEEP_HOURS", 72)
+REPORT_EXPORT_DIR = VAR_DIR / "exports"
+# Exports of more rows than this run as a background job instead of streaming at once.
+REPORT_INLINE_EXPORT_ROWS = env_int("REPORT_INLINE_EXPORT_ROWS", 20_000)
 
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 # Minutes without a request after which anyone signed in is signed out
@@ -292,6 +297,7 @@ CELERY_TASK_ROUTES = {
     "notifications.tasks.*": {"queue": "notify"},
     "portal.tasks.send_sign_in_code": {"queue": "notify"},
     "payments.tasks.*": {"queue": "payments"},
+    "reports.tasks.*": {"queue": "reports"},
 }
 # Loaded into django-celery-beat's database schedule, where staff can change it.
 CELERY_BEAT_SCHEDULE = {
@@ -309,6 +315,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.retry_due_notifications",
         "schedule": 60.0,
     },
+    "exports-expire": {"task": "reports.tasks.exports_expire_task", "schedule": 3600.0},
+    # Like the daily freeze: finds the properties whose local month has ended since.
+    "monthly-statements": {"task": "reports.tasks.monthly_statements_task", "schedule": 900.0},
 }
 # django-celery-beat's database schedule, fired by one beat at a time (prepaid/beat.py).
 CELERY_BEAT_SCHEDULER = "prepaid.beat:SingleBeatScheduler"

@@ -41,6 +41,7 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("tariffs.urls")),
     path("", include("prepaid.audit.urls")),
+    path("reports/", include("reports.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("prepaid.api.urls")),
     path("payments/", include("payments.urls")),

@@ -1,0 +1,3 @@
+from reports.base import Report
+
+REPORTS: list[Report] = []
