@@ -7,12 +7,14 @@ from billing.models import (
     Charge,
     ChargeCursor,
     ChargeTotals,
+    ClosedPeriod,
     CutoffDecision,
     DailyFreeze,
     FreezeCursor,
     LedgerAccount,
     LedgerTransaction,
     MeterFreeze,
+    PeriodCursor,
     Posting,
     Receipt,
     ReceiptSequence,
@@ -140,3 +142,16 @@ class DailyFreezeAdmin(ReadOnlyAdmin):
     list_filter = ["month_end", "property"]
     date_hierarchy = "day"
     list_select_related = ["account__tenant", "account__unit__property"]
+
+
+@admin.register(ClosedPeriod)
+class ClosedPeriodAdmin(ReadOnlyAdmin):
+    list_display = ["property", "month", "closed_at", "closed_by"]
+    list_filter = ["property"]
+    list_select_related = ["property", "closed_by"]
+
+
+@admin.register(PeriodCursor)
+class PeriodCursorAdmin(ReadOnlyAdmin):
+    list_display = ["property", "closed_through", "updated_at"]
+    list_select_related = ["property"]

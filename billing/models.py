@@ -676,3 +676,60 @@ class DailyFreeze(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.day}: {self.opening_balance} → {self.closing_balance}"
+
+
+# Period close ------------------------------------------------------------------------------------
+
+
+class PeriodCursor(models.Model):
+    """How far a property's months are closed: every local day up to `closed_through` (the last
+    day of the latest closed month) is closed to postings.
+
+    A posting dated before the current local month reads it under a shared lock, and closing a
+    month takes it for update, so a close and a posting into the month it closes never both
+    commit (see `billing.periods`).
+    """
+
+    property = models.OneToOneField(
+        "accounts.Property", on_delete=models.CASCADE, related_name="period_cursor"
+    )
+    # None until the first month is closed.
+    closed_through = models.DateField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.property_id} closed through {self.closed_through}"
+
+
+class ClosedPeriodQuerySet(ScopedQuerySet):
+    organisation_lookup = "property__organisation"
+    property_lookup = "property"
+
+
+class ClosedPeriod(models.Model):
+    """A property's local month, closed: nothing more is posted dated in it. Immutable."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Led by the unique (property, month) index below.
+    property = models.ForeignKey(
+        "accounts.Property", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    # The first local day of the month.
+    month = models.DateField()
+    closed_at = models.DateTimeField()
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    note = models.CharField(max_length=300, blank=True)
+
+    objects = ClosedPeriodQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-month"]
+        constraints = [
+            models.UniqueConstraint(fields=["property", "month"], name="closed_period_unique"),
+            models.CheckConstraint(condition=Q(month__day=1), name="closed_period_month_first_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.property_id} {self.month:%Y-%m} closed"

@@ -2,7 +2,12 @@
 
 Lock order, everywhere: tenant wallets by primary key, then charge totals by primary key, then the
 property's receipt sequence. Taking locks in one order means concurrent postings queue instead of
-deadlocking.
+deadlocking. A posting dated before the current local month also takes its property's period
+cursor in share mode (`billing.periods`); closing a month takes nothing else, so nothing waits on
+it the other way round.
+
+Nothing is posted dated in a closed month: `transaction_post` refuses it, and charges for the
+past are dated at the open period instead (see `billing.periods`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from billing.models import (
     Receipt,
     TopupLimits,
 )
+from billing.periods import PostingDates
 from billing.tasks import notify_topup, restore_supply
 from billing.warnings import Fall, levels_fallen_through
 from prepaid.audit.services import acting_user, audit_record
@@ -156,6 +162,8 @@ def transaction_post(
     existing = _existing(idempotency_key, fingerprint)
     if existing is not None:
         return Posted(existing, created=False)
+    if effective_at is not None:
+        _refuse_closed(property=property, effective_at=effective_at, kind=kind)
     txn = _post_locked(
         organisation_id=property.organisation_id,
         property_id=property.pk,
@@ -171,6 +179,21 @@ def transaction_post(
         reverses=reverses,
     )
     return Posted(txn, created=True)
+
+
+def _refuse_closed(*, property: Property, effective_at: datetime, kind: str) -> None:
+    """Refuse a posting dated in a closed month. Postings dated now never are, and skip this."""
+    closed = PostingDates().closed_month(property=property, effective_at=effective_at, kind=kind)
+    if closed is not None:
+        raise LedgerError(
+            {
+                "effective_at": _(
+                    "%(month)s is closed for %(property)s: nothing more can be posted dated in "
+                    "it. Post the correction in the open period."
+                )
+                % {"month": f"{closed:%Y-%m}", "property": property.name}
+            }
+        )
 
 
 def _post_locked(
@@ -701,6 +724,9 @@ def charges_post(*, charges: Sequence[ChargeInput]) -> list[Charge]:
         by_group[(charge.account.pk, charge.kind)].append(charge)
 
     books = _books_for(accounts.values(), {kind for _, kind in by_group})
+    # A charge for a span in a closed month (a late reading, a standing charge) is dated at the
+    # open period with a reference to it; the Charge rows keep their true period.
+    dates = PostingDates()
     rows: list[Charge] = []
     entries_by_txn: list[tuple[LedgerTransaction, list[Entry]]] = []
     for (account_id, kind), group in by_group.items():
@@ -726,6 +752,12 @@ def charges_post(*, charges: Sequence[ChargeInput]) -> list[Charge]:
             ]
             entries = [entry for entry in entries if entry.amount]
             first = group[0]
+            prop = account.unit.property
+            dated = dates.dated(
+                property=prop,
+                effective_at=max(charge.period_end for charge in group),
+                kind=TRANSACTION_KIND[kind],
+            )
             txn = LedgerTransaction(
                 organisation_id=account.unit.property.organisation_id,
                 property_id=account.unit.property_id,
@@ -733,7 +765,8 @@ def charges_post(*, charges: Sequence[ChargeInput]) -> list[Charge]:
                 currency=currency,
                 idempotency_key=f"charges:{first.idempotency_key}",
                 fingerprint=_fingerprint(*(charge.idempotency_key for charge in group)),
-                effective_at=max(charge.period_end for charge in group),
+                effective_at=dated.effective_at,
+                memo=dated.memo("", prop.zone),
             )
             _validate_entries(entries)
             entries_by_txn.append((txn, entries))

@@ -39,6 +39,7 @@ from billing.models import (
     Posting,
     Receipt,
 )
+from billing.periods import PostingDates
 from billing.services import (
     COUNTER_CHANNELS,
     ChargeInput,
@@ -251,14 +252,19 @@ class Settled:
 @transaction.atomic
 def wallet_settle(*, account: Account, channel: str, actor, moment: datetime) -> Settled:
     """Bring the wallet to zero: the deposit back into it, then the balance refunded through
-    `channel` (cash or bank) or moved to debtors. The caller holds the wallet's lock."""
+    `channel` (cash or bank) or moved to debtors. The caller holds the wallet's lock.
+
+    Posted at `moment`, or, when that is in a closed month, in the open period with a reference
+    to it (`billing.periods`)."""
     prop = account.unit.property
     counter = _counter_book(property=prop, channel=channel)
     wallet = LedgerAccount.objects.select_for_update().get(pk=account.wallet_id)
     deposit = deposit_of(account=account)
     held = deposit.amount - deposit.returned if deposit else ZERO
     split = settlement_split(balance=wallet.balance, deposit=held)
-    memo = f"Move-out of {account.unit}"
+    dated = PostingDates().dated(property=prop, effective_at=moment, kind=TxnKind.REFUND)
+    memo = dated.memo(f"Move-out of {account.unit}", prop.zone)
+    moment = dated.effective_at
     if held:
         transaction_post(
             property=prop,

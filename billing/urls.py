@@ -13,4 +13,5 @@ urlpatterns = [
         views.policy_preview,
         name="policy-preview",
     ),
+    path("properties/<uuid:property_id>/periods/", views.periods, name="periods"),
 ]

@@ -1,17 +1,20 @@
-"""The staff dashboard's money pages: the counter top-up and its receipt, and a property's
-balance policy with a preview of its protected periods."""
+"""The staff dashboard's money pages: the counter top-up and its receipt, a property's
+balance policy with a preview of its protected periods, and its months, closed or open."""
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.models import Account, Property
 from billing.control import balance_policy_update
-from billing.forms import BalancePolicyForm, CounterTopupForm
+from billing.forms import BalancePolicyForm, CounterTopupForm, ServiceErrorsMixin
 from billing.models import Receipt
+from billing.periods import PeriodError, closed_until, period_close, property_periods
 from billing.receipts import (
     PDF_MIMETYPE,
     receipt_document,
@@ -210,3 +213,70 @@ def policy_preview(request: HttpRequest, property_id) -> HttpResponse:
         form = _saved_policy_form(prop, policy)
         periods = protected_periods(policy)
     return render(request, "billing/policy.html#preview", _policy_context(prop, form, periods))
+
+
+# Period close ------------------------------------------------------------------------------------
+
+
+class PeriodCloseForm(ServiceErrorsMixin, forms.Form):
+    month = forms.DateField(widget=forms.HiddenInput)
+    note = forms.CharField(
+        label=gettext_lazy("Note"),
+        help_text=gettext_lazy("Optional: why the month is closed now, for the audit log."),
+        max_length=300,
+        required=False,
+    )
+
+
+@staff_view
+@require_http_methods(["GET", "POST"])
+def periods(request: HttpRequest, property_id) -> HttpResponse:
+    """A property's months: which are closed, by whom and when, and closing the next one."""
+    prop = scoped_or_404(Property, request.scope, uuid=property_id)
+    form = None
+    notice = ""
+    status = 200
+    if request.method == "POST":
+        require(request, Capability.CLOSE_PERIODS)
+        form = PeriodCloseForm(request.POST)
+        if form.is_valid():
+            try:
+                result = period_close(
+                    property=prop,
+                    month=form.cleaned_data["month"],
+                    actor=request.user,
+                    note=form.cleaned_data["note"],
+                )
+            except PeriodError as error:
+                form.add_service_error(error)
+            else:
+                label = f"{result.closed.month:%Y-%m}"
+                notice = (
+                    _("%(month)s is closed: nothing more can be posted dated in it.")
+                    if result.created
+                    else _("%(month)s was already closed.")
+                ) % {"month": label}
+                if not request.htmx:
+                    messages.success(request, notice)
+                    return redirect("billing:periods", property_id=prop.uuid)
+                form = None
+        if form is not None:
+            status = 400
+    months = property_periods(property=prop)
+    closable = next((row for row in months if row.closable), None)
+    close_form = None
+    if closable is not None and request.scope.can(Capability.CLOSE_PERIODS):
+        posted_here = form is not None and form.cleaned_data.get("month") == closable.month
+        close_form = form if posted_here else PeriodCloseForm(initial={"month": closable.month})
+    context = {
+        "property": prop,
+        "months": months,
+        "open_from": closed_until(property=prop),
+        "close_form": close_form,
+        # Errors of a POST for another month than the closable one are shown above the table.
+        "form": form if form is not None and form is not close_form else None,
+        "notice": notice,
+        "can_close": request.scope.can(Capability.CLOSE_PERIODS),
+    }
+    template = "billing/periods.html#periods" if request.htmx else "billing/periods.html"
+    return render(request, template, context, status=status)
