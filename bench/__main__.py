@@ -15,12 +15,13 @@ BENCHMARKS = [
     "daily-freeze",
     "webhooks",
     "units-grid",
+    "report-export",
 ]
 
 
 def main(names: list[str]) -> None:
     setup_django()
-    from bench import freeze, modbus, money, mqtt, restore, units_grid, webhooks
+    from bench import freeze, modbus, money, mqtt, reports, restore, units_grid, webhooks
 
     available = {
         "charging": money.bench_charging,
@@ -33,6 +34,7 @@ def main(names: list[str]) -> None:
         "daily-freeze": freeze.bench_daily_freeze,
         "webhooks": webhooks.bench_webhooks,
         "units-grid": units_grid.bench_units_grid,
+        "report-export": reports.bench_report_export,
     }
     for name in names or BENCHMARKS:
         # A benchmark gives one result, or one per variant (restore-latency: per transport).
