@@ -7,8 +7,12 @@ from payments.models import (
     PaymentIntent,
     ProviderConfig,
     ProviderEvent,
+    ReconciliationItem,
     Refund,
     SandboxPayment,
+    SettlementImport,
+    SettlementLine,
+    SettlementProfile,
 )
 
 
@@ -68,3 +72,30 @@ class AutoTopupAttemptAdmin(ReadOnlyAdmin):
     list_filter = ["status"]
     date_hierarchy = "created_at"
     list_select_related = ["autotopup"]
+
+
+@admin.register(SettlementProfile)
+class SettlementProfileAdmin(ReadOnlyAdmin):
+    list_display = ["organisation", "source", "fee_percent", "encoding"]
+    list_filter = ["source"]
+
+
+@admin.register(SettlementImport)
+class SettlementImportAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "organisation", "source", "file_name", "lines_count"]
+    list_filter = ["source"]
+    search_fields = ["file_name", "uuid"]
+
+
+@admin.register(SettlementLine)
+class SettlementLineAdmin(ReadOnlyAdmin):
+    list_display = ["settlement_import", "row", "kind", "transaction_id", "refund_id"]
+    list_filter = ["source", "kind"]
+    search_fields = ["transaction_id", "refund_id", "identity"]
+
+
+@admin.register(ReconciliationItem)
+class ReconciliationItemAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "property", "status", "detail", "resolved_at"]
+    list_filter = ["status"]
+    list_select_related = ["property"]
