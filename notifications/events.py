@@ -20,6 +20,7 @@ class Event(models.TextChoices):
     AUTOTOPUP_FAILED = "autotopup_failed", "Auto top-up could not charge the card"
     AUTOTOPUP_SKIPPED = "autotopup_skipped", "Auto top-up did not charge"
     AUTOTOPUP_DISABLED = "autotopup_disabled", "Auto top-up turned itself off"
+    MONTHLY_STATEMENT = "monthly_statement", "Monthly statement"
 
 
 # The context keys each event's texts use; callers must give every one of them.
@@ -33,10 +34,18 @@ CONTEXT_KEYS: dict[str, frozenset[str]] = {
     Event.AUTOTOPUP_FAILED: frozenset({"amount", "currency", "balance", "reason"}),
     Event.AUTOTOPUP_SKIPPED: frozenset({"amount", "currency", "balance", "reason"}),
     Event.AUTOTOPUP_DISABLED: frozenset({"currency", "balance", "reason"}),
+    # `month_start_at` is the month's first local midnight and `balance` the closing balance.
+    # The statement PDF is made from the optional `account_uuid`.
+    Event.MONTHLY_STATEMENT: frozenset(
+        {"currency", "month_start_at", "opening_balance", "topups", "charges", "balance"}
+    ),
 }
 # Context keys that hold an amount in the context's currency.
-AMOUNT_KEYS = frozenset({"amount", "balance", "level"})
+AMOUNT_KEYS = frozenset({"amount", "balance", "level", "opening_balance", "topups", "charges"})
 # The files an event's email carries, made from the notification's context when it is sent
 # (never stored): a dotted path to `(*, context, language) -> list[Attachment]`. A path, not an
 # import: the apps that make the files import notifications, so it cannot import them back.
-ATTACHMENTS: dict[str, str] = {Event.TOPUP_RECEIVED: "billing.receipts.receipt_attachments"}
+ATTACHMENTS: dict[str, str] = {
+    Event.TOPUP_RECEIVED: "billing.receipts.receipt_attachments",
+    Event.MONTHLY_STATEMENT: "reports.statement_pdf.statement_attachments",
+}

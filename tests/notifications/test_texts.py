@@ -22,6 +22,10 @@ SAMPLE = {
     "amount": "100.00",
     "receipt": "A1-00000042",
     "reason": "Your card was declined.",
+    "month_start_at": "2026-09-30T16:00:00+00:00",
+    "opening_balance": "92.32",
+    "topups": "150.00",
+    "charges": "172.22",
 }
 SHANGHAI = texts.Recipient(
     tenant_name="Ada Lovelace",
