@@ -24,7 +24,7 @@ from billing.models import (
     Receipt,
     TierUsage,
 )
-from billing.selectors import balance_policy, days_of_credit_left
+from billing.selectors import balance_policy, credit_forecasts
 from meters.models import Meter, RelayCommand
 from notifications.models import Notification
 from notifications.selectors import portal_messages
@@ -35,6 +35,7 @@ from payments.models import (
     Provider,
     ProviderConfig,
 )
+from reports.carbon import emissions_kg
 from tariffs.explain import TariffNow, tariff_now
 from tariffs.models import Tariff
 from tariffs.pricing import TariffError
@@ -78,6 +79,8 @@ class LiveState:
     balance: Decimal
     currency: str
     days_left: Decimal | None
+    # When the credit runs out at the recent pace; None when not known or not within a year.
+    runs_out_at: datetime | None
     # None when the unit has no meter with a relay or valve.
     relay: RelayState | None
     cut_off: bool
@@ -112,7 +115,8 @@ def _relay_state(meters: list[Meter]) -> RelayState | None:
 
 
 def live_state(*, account: Account, now: datetime | None = None) -> LiveState:
-    """Balance, days of credit left and the supply, read fresh (the page polls this)."""
+    """Balance, days of credit left and when it runs out, and the supply, read fresh (the page
+    polls this)."""
     wallet = LedgerAccount.objects.get(pk=account.wallet_id)
     account.wallet = wallet
     meters = _active_meters(account)
@@ -121,10 +125,12 @@ def live_state(*, account: Account, now: datetime | None = None) -> LiveState:
     )
     onlines = {meter.online for meter in meters}
     seen = [meter.last_seen_at for meter in meters if meter.last_seen_at]
+    forecast = credit_forecasts(accounts=[account], now=now)[account.pk]
     return LiveState(
         balance=wallet.balance,
         currency=wallet.currency,
-        days_left=days_of_credit_left(accounts=[account], now=now)[account.pk],
+        days_left=None if forecast is None else forecast.days,
+        runs_out_at=None if forecast is None else forecast.runs_out_at,
         relay=_relay_state(meters),
         cut_off=decision == CutoffDecision.Outcome.CUT,
         online=None if not meters else (False not in onlines and None not in onlines),
@@ -209,6 +215,45 @@ def warnings_for(
     if days is not None and live.days_left is not None and live.days_left <= days:
         return [Warning("days", days_left=live.days_left)]
     return []
+
+
+class RunOutDay(StrEnum):
+    TODAY = "today"
+    TOMORROW = "tomorrow"
+    # Within the next week: the weekday names it.
+    WEEKDAY = "weekday"
+    LATER = "later"
+
+
+@dataclass(frozen=True)
+class RunOut:
+    """When the credit runs out, as the home page says it: to the nearest hour, in the
+    property's time (`zone`), and how far off that day is."""
+
+    at: datetime
+    zone: str
+    day: RunOutDay
+
+
+def run_out(*, account: Account, live: LiveState, now: datetime | None = None) -> RunOut | None:
+    """When the credit runs out at the recent pace; None when there is too little history to
+    tell, when it has run out already (the warnings say so) or not within a year."""
+    if live.runs_out_at is None or not live.days_left:
+        return None
+    now = now or timezone.now()
+    zone = account.unit.property.zone
+    rounded = (live.runs_out_at + timedelta(minutes=30)).astimezone(zone)
+    at = rounded.replace(minute=0, second=0, microsecond=0)
+    days = (at.date() - now.astimezone(zone).date()).days
+    if days <= 0:
+        day = RunOutDay.TODAY
+    elif days == 1:
+        day = RunOutDay.TOMORROW
+    elif days < 7:
+        day = RunOutDay.WEEKDAY
+    else:
+        day = RunOutDay.LATER
+    return RunOut(at=at, zone=account.unit.property.time_zone, day=day)
 
 
 def unread_messages(*, user, limit: int = 5) -> list[Notification]:
@@ -327,6 +372,65 @@ def usage(
         cost=sum((bucket.cost for bucket in buckets), Decimal(0)),
         carbon_kg=None if factor is None else total * factor,
         carbon_factor=factor,
+    )
+
+
+@dataclass(frozen=True)
+class CarbonMonth:
+    # The first day of the local month.
+    month: date
+    current: bool
+    kwh: Decimal
+    kg: Decimal
+
+
+@dataclass(frozen=True)
+class Carbon:
+    factor: Decimal
+    months: list[CarbonMonth]
+
+
+def carbon_by_month(*, account: Account, now: datetime | None = None) -> Carbon | None:
+    """The account's estimated emissions in this local month so far and in each of the months
+    before it, up to a year, since the account opened: the electricity charged for (counted in
+    the month its reading interval starts, like the usage chart) times the property's grid
+    factor, exact and then rounded to 0.01 kg. Newest first; one query. None when the unit has
+    no electricity meter."""
+    if Meter.Utility.ELECTRICITY not in metered_utilities(account=account):
+        return None
+    now = now or timezone.now()
+    prop = account.unit.property
+    zone = prop.zone
+    this_month = now.astimezone(zone).date().replace(day=1)
+    opened = account.opened_at.astimezone(zone).date().replace(day=1)
+    months = [
+        month for month in _bucket_starts(UsagePeriod.YEAR, now.astimezone(zone)) if month >= opened
+    ]
+    rows = (
+        Charge.objects.filter(
+            account=account,
+            kind=Charge.Kind.ENERGY,
+            meter__utility=Meter.Utility.ELECTRICITY,
+            period_start__gte=_local_start(months[0], zone),
+        )
+        .annotate(month=TruncMonth("period_start", tzinfo=zone))
+        .values("month")
+        .annotate(kwh=Sum("quantity"))
+        .order_by()
+    )
+    used = {row["month"].astimezone(zone).date(): row["kwh"] for row in rows}
+    factor = prop.carbon_kg_per_kwh
+    return Carbon(
+        factor=factor,
+        months=[
+            CarbonMonth(
+                month=month,
+                current=month == this_month,
+                kwh=used.get(month, Decimal(0)),
+                kg=emissions_kg(used.get(month, Decimal(0)), factor),
+            )
+            for month in reversed(months)
+        ],
     )
 
 

@@ -65,6 +65,7 @@ def home(request: HttpRequest, account_uuid) -> HttpResponse:
     context.update(
         poll_seconds=HOME_POLL_SECONDS,
         warnings=selectors.warnings_for(account=account, live=context["live"]),
+        run_out=selectors.run_out(account=account, live=context["live"]),
         messages_unread=selectors.unread_messages(user=request.user),
         tariffs=selectors.tariffs_now(account=account),
         utilities=utilities,
@@ -95,7 +96,10 @@ def usage(request: HttpRequest, account_uuid) -> HttpResponse:
         "utilities": utilities,
         "periods": list(selectors.UsagePeriod),
     }
-    return _page(request, "portal/usage.html", context, partial="chart")
+    if request.htmx:
+        return render(request, "portal/usage.html#chart", context)
+    context["carbon"] = selectors.carbon_by_month(account=account)
+    return render(request, "portal/usage.html", context)
 
 
 def _notify_url(request: HttpRequest, config) -> str:

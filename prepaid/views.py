@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 
 from accounts import selectors
 from accounts.selectors import scope_for_user
+from billing.selectors import month_forecasts
 from portal.access import is_tenant_login
 from prepaid.staff import staff_view
 
@@ -46,4 +47,6 @@ def overview(request):
     }
     if request.htmx:
         return render(request, "dashboard/overview.html#figures", context)
+    # The month's forecast changes slowly: it is read with the page, not with every refresh.
+    context["forecasts"] = month_forecasts(scope=scope, properties=shown)
     return render(request, "dashboard/overview.html", context)

@@ -25,6 +25,7 @@ from tariffs import pricing, selectors, services
 from tariffs.forms import TariffForm, VersionEditor, WhatIfForm
 from tariffs.models import Tariff, TariffVersion
 from tariffs.stored import pricing_version, stored_pricing_version
+from tariffs.whatif import change_distribution
 
 CURRENT_LABEL = _("From %(when)s (in force now)")
 FROM_LABEL = _("From %(when)s")
@@ -237,6 +238,10 @@ def what_if(request: HttpRequest, tariff_id) -> HttpResponse:
         else:
             context = _version_what_if(request, tariff, versions, months, choices, current)
         context.update(tariff=tariff, months=months)
+        if context.get("report") is not None:
+            context["distribution"] = change_distribution(
+                row.comparison for row in context["report"].rows
+            )
         if request.htmx:
             return render(request, "tariffs/what_if.html#result", context)
         return render(request, "tariffs/what_if.html", context)

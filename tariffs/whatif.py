@@ -17,6 +17,9 @@ the month's edges are priced whole, and only the lines inside the month are kept
 cuts every line at local month starts, so nothing is counted twice or lost at the edges.
 
 The version is priced as if it were in force for the whole month, whatever its own start.
+
+`change_distribution` then says how the accounts' changes spread across bands of percentage
+change, with the smallest, median and largest change.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -306,4 +310,78 @@ def _standing(
     return Amounts(
         standing_net=sum((line.net for line in lines), _ZERO),
         standing_tax=sum((line.tax for line in lines), _ZERO),
+    )
+
+
+# The distribution of changes ----------------------------------------------------------------
+
+# Where the bands of change part, as shares of what was actually charged.
+SMALL_CHANGE = Decimal("0.05")
+LARGE_CHANGE = Decimal("0.10")
+
+
+class Band(StrEnum):
+    """A band of change, symmetric about no change: up to 5% either way is small, over 5% and up
+    to 10% is moderate, over 10% is large. Exactly -5% is a small fall, exactly -10% a moderate
+    one, as +5% and +10% are a small and a moderate rise."""
+
+    LARGE_FALL = "large_fall"  # below -10%
+    FALL = "fall"  # -10% to below -5%
+    SMALL_FALL = "small_fall"  # -5% to below 0
+    NONE = "none"  # exactly 0
+    SMALL_RISE = "small_rise"  # above 0 to 5%
+    RISE = "rise"  # above 5% to 10%
+    LARGE_RISE = "large_rise"  # above 10%
+
+
+def band_of(rate: Decimal) -> Band:
+    size = abs(rate)
+    if size == 0:
+        return Band.NONE
+    rising = rate > 0
+    if size <= SMALL_CHANGE:
+        return Band.SMALL_RISE if rising else Band.SMALL_FALL
+    if size <= LARGE_CHANGE:
+        return Band.RISE if rising else Band.FALL
+    return Band.LARGE_RISE if rising else Band.LARGE_FALL
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How the accounts' changes spread: how many fall in each band (every band, in order from
+    the largest fall to the largest rise), and the smallest, median and largest change. Accounts
+    with nothing actually charged have no change as a share and are only counted apart."""
+
+    bands: tuple[tuple[Band, int], ...]
+    compared: int
+    without_rate: int
+    minimum: Decimal | None
+    median: Decimal | None
+    maximum: Decimal | None
+
+
+def change_distribution(comparisons: Iterable[Comparison]) -> Distribution:
+    """The distribution of the comparisons' changes (`Comparison.rate`)."""
+    rates: list[Decimal] = []
+    without_rate = 0
+    for comparison in comparisons:
+        if comparison.rate is None:
+            without_rate += 1
+        else:
+            rates.append(comparison.rate)
+    rates.sort()
+    counts = dict.fromkeys(Band, 0)
+    for rate in rates:
+        counts[band_of(rate)] += 1
+    median = None
+    if rates:
+        middle = len(rates) // 2
+        median = rates[middle] if len(rates) % 2 else (rates[middle - 1] + rates[middle]) / 2
+    return Distribution(
+        bands=tuple(counts.items()),
+        compared=len(rates),
+        without_rate=without_rate,
+        minimum=rates[0] if rates else None,
+        median=median,
+        maximum=rates[-1] if rates else None,
     )
