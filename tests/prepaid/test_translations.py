@@ -123,8 +123,8 @@ def test_the_po_holds_exactly_the_strings_in_the_source(monkeypatch):
         with (Path(tmp) / LOCALE / "LC_MESSAGES" / "django.po").open("rb") as f:
             current = set(_messages(read_po(f)))
     committed = set(_messages(_committed()))
-    missing = sorted(msgid for _, msgid in current - committed)
-    extra = sorted(msgid for _, msgid in committed - current)
+    missing = sorted((msgid for _, msgid in current - committed), key=str)
+    extra = sorted((msgid for _, msgid in committed - current), key=str)
     assert (missing, extra) == ([], []), (
         f"{PO.relative_to(settings.BASE_DIR)} is out of date with the source: run `make messages`, "
         "translate the new entries, run it again and commit the .po and the .mo.\n"
