@@ -21,7 +21,7 @@ from itertools import islice
 from django import forms
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from billing.models import LedgerAccount
 from payments.models import Provider
@@ -147,8 +147,8 @@ class TrialBalanceReport(Report):
             Column("section", _("Section")),
             Column("account", _("Account")),
             Column("accounts", _("Wallets"), Kind.INTEGER),
-            Column("debit", _("Debit"), Kind.MONEY),
-            Column("credit", _("Credit"), Kind.MONEY),
+            Column("debit", pgettext_lazy("ledger column", "Debit"), Kind.MONEY),
+            Column("credit", pgettext_lazy("ledger column", "Credit"), Kind.MONEY),
         ]
 
     def rows(
