@@ -30,11 +30,15 @@ def _committed():
 
 
 def _messages(catalog) -> dict:
-    # read_mo gives a plural entry's ids and strings as lists, read_po as tuples.
+    # read_mo gives a plural entry's ids and strings as lists and contexts as bytes, read_po
+    # tuples and text.
     def key(value):
         return tuple(value) if isinstance(value, list | tuple) else value
 
-    return {(m.context, key(m.id)): key(m.string) for m in catalog if m.id}
+    def context(value):
+        return value.decode() if isinstance(value, bytes) else value
+
+    return {(context(m.context), key(m.id)): key(m.string) for m in catalog if m.id}
 
 
 def _placeholders(text: str) -> Counter:
