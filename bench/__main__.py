@@ -16,12 +16,24 @@ BENCHMARKS = [
     "webhooks",
     "units-grid",
     "report-export",
+    "detection-quality",
+    "detection-runtime",
 ]
 
 
 def main(names: list[str]) -> None:
     setup_django()
-    from bench import freeze, modbus, money, mqtt, reports, restore, units_grid, webhooks
+    from bench import (
+        detection,
+        freeze,
+        modbus,
+        money,
+        mqtt,
+        reports,
+        restore,
+        units_grid,
+        webhooks,
+    )
 
     available = {
         "charging": money.bench_charging,
@@ -35,6 +47,8 @@ def main(names: list[str]) -> None:
         "webhooks": webhooks.bench_webhooks,
         "units-grid": units_grid.bench_units_grid,
         "report-export": reports.bench_report_export,
+        "detection-quality": detection.bench_detection_quality,
+        "detection-runtime": detection.bench_detection_runtime,
     }
     for name in names or BENCHMARKS:
         # A benchmark gives one result, or one per variant (restore-latency: per transport).

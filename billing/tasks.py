@@ -8,9 +8,13 @@ def charge_meters_task(meter_ids: list[int]) -> dict:
     # Services that enqueue tasks import this module, so tasks import services when they run.
     from billing.charging import charge_meters
     from billing.sweeps import cutoff_sweep
+    from meters.detection import detection_enqueue
 
     run = charge_meters(meter_ids=meter_ids)
     cutoffs = cutoff_sweep(meter_ids=meter_ids)
+    if run.accepted:
+        # The detectors judge what was just charged, once it has committed.
+        detection_enqueue(meter_ids=meter_ids)
     return {"meters": run.meters, "accepted": run.accepted, "charges": run.charges, **cutoffs}
 
 
@@ -28,8 +32,12 @@ def charge_new_readings_task() -> dict:
     """Periodically: charge every reading not charged yet (MQTT meters report on their own, and
     a charge run after a poll may have been lost). A repeat charges nothing."""
     from billing.charging import charge_new_readings
+    from meters.detection import detection_enqueue
 
     run = charge_new_readings()
+    if run.accepted:
+        # Which meters were charged is not told: detect on the properties heard from lately.
+        detection_enqueue()
     return {"meters": run.meters, "accepted": run.accepted, "charges": run.charges}
 
 

@@ -3,7 +3,10 @@ from django.contrib import admin
 from accounts.admin import ReadOnlyAdmin
 from meters.models import (
     Alarm,
+    DetectorSettings,
+    Finding,
     Gateway,
+    LossDay,
     Meter,
     MeterProfile,
     MeterRejection,
@@ -96,3 +99,24 @@ class MqttRejectionAdmin(ReadOnlyAdmin):
 class MeterRejectionAdmin(ReadOnlyAdmin):
     list_display = ["meter", "reason", "count", "first_at", "last_at"]
     list_select_related = ["meter"]
+
+
+@admin.register(DetectorSettings)
+class DetectorSettingsAdmin(ReadOnlyAdmin):
+    list_display = ["property", "bypass_enabled", "max_gap_minutes"]
+    list_select_related = ["property"]
+
+
+@admin.register(Finding)
+class FindingAdmin(ReadOnlyAdmin):
+    list_display = ["key", "alarm", "found_at"]
+    search_fields = ["key"]
+    list_select_related = ["alarm"]
+
+
+@admin.register(LossDay)
+class LossDayAdmin(ReadOnlyAdmin):
+    list_display = ["property", "day", "feeder_unit", "feeder_quantity", "fed_quantity"]
+    list_filter = ["property"]
+    date_hierarchy = "day"
+    list_select_related = ["property", "feeder_unit"]

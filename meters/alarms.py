@@ -11,15 +11,40 @@ _GRAVITY = list(Alarm.Severity.values)
 
 
 def alarm_raise(
-    *, meter: Meter, kind: str, message: str, severity: str = Alarm.Severity.WARNING
+    *,
+    meter: Meter,
+    kind: str,
+    message: str,
+    severity: str = Alarm.Severity.WARNING,
+    evidence: dict | None = None,
+    suggested_action: str = "",
 ) -> Alarm:
     """Open an alarm for a meter, or return the one of that kind already open, made graver
-    when this one is (a command that keeps failing goes from warning to critical)."""
+    when this one is (a command that keeps failing goes from warning to critical).
+
+    A detector's alarm carries its evidence (the rule that fired and the series) and what to
+    do. Raised again while open, the alarm takes the newer evidence and message and counts
+    the occurrence, keeping when it was first seen."""
     open_alarm = Alarm.objects.filter(meter=meter, kind=kind, closed_at__isnull=True).first()
     if open_alarm is not None:
+        changed = []
         if _GRAVITY.index(severity) > _GRAVITY.index(open_alarm.severity):
             open_alarm.severity, open_alarm.message = severity, message[:500]
-            open_alarm.save(update_fields=["severity", "message"])
+            changed += ["severity", "message"]
+        if evidence is not None:
+            earlier = open_alarm.evidence or {}
+            open_alarm.evidence = {
+                **evidence,
+                "occurrences": earlier.get("occurrences", 1) + 1,
+                "first_seen": earlier.get("first_seen", open_alarm.opened_at.isoformat()),
+            }
+            open_alarm.message = message[:500]
+            changed += ["evidence", "message"]
+        if suggested_action and suggested_action != open_alarm.suggested_action:
+            open_alarm.suggested_action = suggested_action
+            changed.append("suggested_action")
+        if changed:
+            open_alarm.save(update_fields=sorted(set(changed)))
         return open_alarm
     try:
         with transaction.atomic():
@@ -30,6 +55,8 @@ def alarm_raise(
                 kind=kind,
                 severity=severity,
                 message=message[:500],
+                evidence=evidence or {},
+                suggested_action=suggested_action,
             )
     except IntegrityError:
         # Raised concurrently by another worker: the same alarm.

@@ -17,13 +17,8 @@ UTILITY_CHOICES = [
     (Meter.Utility.ELECTRICITY, _("Electricity")),
     (Meter.Utility.WATER, _("Water")),
 ]
-ALARM_KIND_CHOICES = [
-    (Alarm.Kind.OFFLINE, _("Meter offline")),
-    (Alarm.Kind.COMMAND_FAILED, _("Relay command failed")),
-    (Alarm.Kind.ANOMALY, _("Reading anomaly")),
-    (Alarm.Kind.TAMPER, _("Tamper")),
-    (Alarm.Kind.REJECTED_INPUT, _("Rejected input")),
-]
+# The model's labels are translatable.
+ALARM_KIND_CHOICES = Alarm.Kind.choices
 ALARM_SEVERITY_CHOICES = [
     (Alarm.Severity.INFO, _("Info")),
     (Alarm.Severity.WARNING, _("Warning")),

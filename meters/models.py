@@ -2,10 +2,13 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
+from meters.detectors import rules as detector_rules
 from prepaid.scoping import ScopedQuerySet
 
 
@@ -63,6 +66,17 @@ class Meter(models.Model):
     missed_polls = models.PositiveIntegerField(default=0)
     relay_closed = models.BooleanField(null=True, blank=True)
     relay_confirmed_at = models.DateTimeField(null=True, blank=True)
+    # The meter upstream that feeds this one (a group's feeder, or the property's main meter
+    # when it is not the property's main meter itself): losses compare a feeder's day with the
+    # sum of the meters it feeds.
+    feeder = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="fed_meters"
+    )
+    # The contracted power limit of the supply this meter measures, in watts; above it for
+    # long is an overload.
+    power_limit_w = models.PositiveIntegerField(null=True, blank=True)
+    # It may put energy back into the grid (solar panels): export and reverse power are normal.
+    exports_energy = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -108,6 +122,10 @@ class Meter(models.Model):
                 condition=Q(removed_at__isnull=True)
                 | Q(installed_at__isnull=False, removed_at__gte=models.F("installed_at")),
                 name="meter_removed_after_installed",
+            ),
+            models.CheckConstraint(
+                condition=Q(feeder__isnull=True) | ~Q(feeder=models.F("pk")),
+                name="meter_not_its_own_feeder",
             ),
         ]
 
@@ -159,6 +177,13 @@ class Reading(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
     reason = models.CharField(max_length=200, blank=True)
+    # A value someone estimated (or the meter substituted) rather than read: charged like any
+    # other, never trusted by the detectors.
+    estimated = models.BooleanField(default=False, db_default=False)
+    # The export register (energy back into the grid), when the meter reports one.
+    export_register = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    # The meter's own alarm flags with this reading ("cover_open", "reverse"...).
+    flags = models.JSONField(null=True, blank=True)
 
     objects = ReadingQuerySet.as_manager()
 
@@ -298,16 +323,44 @@ class AlarmQuerySet(ScopedQuerySet):
 
 class Alarm(models.Model):
     class Kind(models.TextChoices):
-        OFFLINE = "offline", "Meter offline"
-        COMMAND_FAILED = "command_failed", "Relay command failed"
-        ANOMALY = "anomaly", "Reading anomaly"
-        TAMPER = "tamper", "Tamper"
-        REJECTED_INPUT = "rejected_input", "Rejected input"
+        OFFLINE = "offline", _("Meter offline")
+        COMMAND_FAILED = "command_failed", _("Relay command failed")
+        ANOMALY = "anomaly", _("Reading anomaly")
+        TAMPER = "tamper", _("Tamper")
+        REJECTED_INPUT = "rejected_input", _("Rejected input")
+        # Raised by the detectors (meters.detection), with evidence.
+        BYPASS = "bypass", _("Consumption while cut off")
+        REVERSE = "reverse", _("Reverse flow or export")
+        SPIKE = "spike", _("Consumption spike")
+        FLATLINE = "flatline", _("No consumption")
+        OVERLOAD = "overload", _("Overload")
+        LOSS = "loss", _("Energy loss")
+
+    DETECTED = (
+        Kind.BYPASS,
+        Kind.TAMPER,
+        Kind.REVERSE,
+        Kind.SPIKE,
+        Kind.FLATLINE,
+        Kind.OVERLOAD,
+        Kind.LOSS,
+    )
 
     class Severity(models.TextChoices):
-        INFO = "info", "Info"
-        WARNING = "warning", "Warning"
-        CRITICAL = "critical", "Critical"
+        INFO = "info", _("Info")
+        WARNING = "warning", _("Warning")
+        CRITICAL = "critical", _("Critical")
+
+    class Action(models.TextChoices):
+        """What staff should do about a detected alarm (the alarm page says it in full)."""
+
+        INSPECT_BYPASS = "inspect_bypass", _("Inspect for a bypass")
+        INSPECT_TAMPER = "inspect_tamper", _("Inspect for tampering")
+        CHECK_WIRING = "check_wiring", _("Check the wiring")
+        ASK_TENANT = "ask_tenant", _("Ask the tenant")
+        TEST_METER = "test_meter", _("Test the meter")
+        REDUCE_LOAD = "reduce_load", _("Reduce the load")
+        FIND_LOSS = "find_loss", _("Find the loss")
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organisation = models.ForeignKey(
@@ -329,6 +382,9 @@ class Alarm(models.Model):
     )
     closed_at = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(blank=True)
+    # What a detector saw: the rule that fired (with its figures) and the series, as a chart.
+    evidence = models.JSONField(default=dict, blank=True)
+    suggested_action = models.CharField(max_length=20, choices=Action.choices, blank=True)
 
     objects = AlarmQuerySet.as_manager()
 
@@ -510,3 +566,188 @@ class MeterRejection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.meter_id}: {self.reason} x{self.count}"
+
+
+class Finding(models.Model):
+    """An anomaly a detector found, by its key, and the alarm it raised or added to.
+
+    The key names the anomaly (its kind, meter and when it began), so detection over the same
+    data finds the same keys: a repeat raises nothing, whether that alarm is still open or was
+    resolved since.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    alarm = models.ForeignKey(Alarm, on_delete=models.CASCADE, related_name="findings")
+    found_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class LossDay(models.Model):
+    """A feeder's local day: what it measured, what the units it feeds measured together, and
+    so the loss between them, give or take the margin that gaps across a midnight leave. Only
+    days every meter involved covered are kept."""
+
+    property = models.ForeignKey(
+        "accounts.Property", on_delete=models.CASCADE, related_name="loss_days"
+    )
+    # The feeder is known by its unit, so it stays the same feeder when its meter is replaced.
+    feeder_unit = models.ForeignKey(
+        "accounts.Unit", on_delete=models.CASCADE, related_name="loss_days"
+    )
+    day = models.DateField()
+    feeder_quantity = models.DecimalField(max_digits=16, decimal_places=3)
+    fed_quantity = models.DecimalField(max_digits=16, decimal_places=3)
+    margin = models.DecimalField(max_digits=16, decimal_places=3, default=0)
+    fed_units = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["feeder_unit", "day"]
+        constraints = [
+            models.UniqueConstraint(fields=["feeder_unit", "day"], name="loss_day_unique")
+        ]
+        indexes = [models.Index(fields=["property", "day"], name="loss_day_property")]
+
+    def __str__(self) -> str:
+        return f"{self.feeder_unit_id} {self.day}: {self.feeder_quantity} / {self.fed_quantity}"
+
+
+def _positive(places: str) -> list:
+    return [MinValueValidator(Decimal(places))]
+
+
+class DetectorSettings(models.Model):
+    """A property's detector rules (meters.detectors.rules). A property without a row uses
+    the defaults; `rules()` gives them to the pure detectors."""
+
+    class LimitSource(models.TextChoices):
+        METER = detector_rules.LimitSource.METER, _("Each meter's contracted limit")
+        PROPERTY = detector_rules.LimitSource.PROPERTY, _("The property's limit, for every meter")
+        METER_OR_PROPERTY = (
+            detector_rules.LimitSource.METER_OR_PROPERTY,
+            _("Each meter's contracted limit, else the property's"),
+        )
+
+    property = models.OneToOneField(
+        "accounts.Property", on_delete=models.CASCADE, related_name="detector_settings"
+    )
+    max_gap_minutes = models.PositiveSmallIntegerField(
+        default=detector_rules.MAX_GAP_MINUTES,
+        validators=[MinValueValidator(5), MaxValueValidator(24 * 60)],
+    )
+    bypass_enabled = models.BooleanField(default=True)
+    bypass_tolerance = models.DecimalField(
+        max_digits=8,
+        decimal_places=3,
+        default=detector_rules.BYPASS_TOLERANCE,
+        validators=_positive("0"),
+    )
+    tamper_enabled = models.BooleanField(default=True)
+    reverse_power_w = models.PositiveIntegerField(
+        default=detector_rules.REVERSE_POWER_W, validators=[MaxValueValidator(100_000)]
+    )
+    export_tolerance = models.DecimalField(
+        max_digits=8,
+        decimal_places=3,
+        default=detector_rules.EXPORT_TOLERANCE,
+        validators=_positive("0"),
+    )
+    spike_enabled = models.BooleanField(default=True)
+    spike_k = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=detector_rules.SPIKE_K,
+        validators=[MinValueValidator(Decimal("1.5")), MaxValueValidator(100)],
+    )
+    spike_minimum = models.DecimalField(
+        max_digits=8,
+        decimal_places=3,
+        default=detector_rules.SPIKE_MINIMUM,
+        validators=_positive("0"),
+    )
+    spike_weeks = models.PositiveSmallIntegerField(
+        default=detector_rules.SPIKE_WEEKS, validators=[MinValueValidator(1), MaxValueValidator(8)]
+    )
+    spike_min_weeks = models.PositiveSmallIntegerField(
+        default=detector_rules.SPIKE_MIN_WEEKS,
+        validators=[MinValueValidator(1), MaxValueValidator(8)],
+    )
+    flatline_enabled = models.BooleanField(default=True)
+    flatline_days = models.PositiveSmallIntegerField(
+        default=detector_rules.FLATLINE_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(30)],
+    )
+    overload_enabled = models.BooleanField(default=True)
+    overload_limit_source = models.CharField(
+        max_length=20, choices=LimitSource.choices, default=LimitSource.METER_OR_PROPERTY
+    )
+    overload_limit_w = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(100)]
+    )
+    overload_minutes = models.PositiveSmallIntegerField(
+        default=detector_rules.OVERLOAD_MINUTES,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+    )
+    # Open the relay of a meter that is still overloaded, through the cut-off rules: never in a
+    # protected period, never for a protected account.
+    overload_trip = models.BooleanField(default=False)
+    loss_enabled = models.BooleanField(default=True)
+    loss_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=detector_rules.LOSS_PERCENT,
+        validators=[MinValueValidator(Decimal("0.5")), MaxValueValidator(100)],
+    )
+    loss_minimum = models.DecimalField(
+        max_digits=10,
+        decimal_places=3,
+        default=detector_rules.LOSS_MINIMUM,
+        validators=_positive("0"),
+    )
+    # The property's main meter: every meter of its utility without a feeder of its own is fed
+    # by it.
+    main_meter = models.ForeignKey(
+        Meter, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # When detection last ran for the property (runs are spaced: see meters.detection).
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "detector settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(spike_min_weeks__lte=models.F("spike_weeks")),
+                name="detector_spike_weeks_enough",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Detector settings of {self.property_id}"
+
+    def rules(self) -> detector_rules.Rules:
+        return detector_rules.Rules(
+            max_gap_minutes=self.max_gap_minutes,
+            bypass=self.bypass_enabled,
+            bypass_tolerance=float(self.bypass_tolerance),
+            tamper=self.tamper_enabled,
+            reverse_power_w=float(self.reverse_power_w),
+            export_tolerance=float(self.export_tolerance),
+            spike=self.spike_enabled,
+            spike_k=float(self.spike_k),
+            spike_minimum=float(self.spike_minimum),
+            spike_weeks=self.spike_weeks,
+            spike_min_weeks=self.spike_min_weeks,
+            flatline=self.flatline_enabled,
+            flatline_days=self.flatline_days,
+            overload=self.overload_enabled,
+            overload_minutes=self.overload_minutes,
+            overload_limit_w=None
+            if self.overload_limit_w is None
+            else float(self.overload_limit_w),
+            overload_limit_source=self.overload_limit_source,
+            loss=self.loss_enabled,
+            loss_percent=float(self.loss_percent),
+            loss_minimum=float(self.loss_minimum),
+        )

@@ -45,3 +45,19 @@ def resume_relay_commands() -> dict:
     from meters.relay import relay_commands_resume
 
     return relay_commands_resume()
+
+
+@shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
+def detect_property_task(property_id: int) -> dict:
+    """After charging: run the detectors over the property's last day and raise or clear its
+    alarms. Runs are spaced (meters.detection.MIN_INTERVAL), and a repeat over the same data
+    raises nothing new."""
+    from accounts.models import Property
+    from meters.detection import detect_property, detection_claim
+
+    if not detection_claim(property_id=property_id):
+        return {"skipped": "ran recently"}
+    prop = Property.objects.filter(pk=property_id).first()
+    if prop is None:
+        return {"skipped": "no such property"}
+    return detect_property(property=prop).as_dict()
