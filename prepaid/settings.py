@@ -294,6 +294,8 @@ CELERY_TASK_ROUTES = {
     "billing.tasks.notify_topup": {"queue": "notify"},
     "billing.tasks.notify_relay_switched": {"queue": "notify"},
     "meters.tasks.poll_*": {"queue": "poll"},
+    # Detection follows each charge run, with the money's work.
+    "meters.tasks.detect_property_task": {"queue": "billing"},
     "notifications.tasks.*": {"queue": "notify"},
     "portal.tasks.send_sign_in_code": {"queue": "notify"},
     "payments.tasks.*": {"queue": "payments"},
