@@ -21,6 +21,7 @@ import hashlib
 import io
 import re
 import zipfile
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -403,7 +404,7 @@ def _unknown_unit(row: _Row, code: str, name: str) -> None:
 # The kinds of import -----------------------------------------------------------------------------
 
 
-class ImportKind:
+class ImportKind(ABC):
     """One kind of row: its columns, how a file of them is validated, and how it is written."""
 
     name: str
@@ -414,11 +415,13 @@ class ImportKind:
     # Rows of the example, beyond the one each column's `example` makes.
     extra_examples: tuple[dict[str, str], ...] = ()
 
+    @abstractmethod
     def validate(self, run: _Run, rows: list[SourceRow]) -> list[Any]:
-        raise NotImplementedError
+        """Every row checked against the file and the database: the plan to write, or errors."""
 
+    @abstractmethod
     def write(self, run: _Run, plan: Any) -> None:
-        raise NotImplementedError
+        """Write a validated plan through the services."""
 
     @property
     def column_names(self) -> list[str]:

@@ -8,6 +8,7 @@ the caller's scope and one property at a time, so each shows one time zone and o
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -123,8 +124,9 @@ class FiltersForm(forms.Form):
         )
 
 
-class Report:
-    """One report. Subclasses set the class attributes and implement `rows` and `count`."""
+class Report(ABC):
+    """One report. Subclasses set the class attributes and implement `columns`, `rows` and
+    `count`."""
 
     slug: ClassVar[str]
     title: ClassVar[str | Promise]
@@ -133,18 +135,20 @@ class Report:
     # Who may open it; every report only reads.
     capability: ClassVar[Capability] = Capability.VIEW
 
+    @abstractmethod
     def columns(self, filters: Filters) -> Sequence[Column]:
-        raise NotImplementedError
+        """The columns, which may depend on the filters (e.g. one per channel that occurs)."""
 
+    @abstractmethod
     def rows(
         self, filters: Filters, *, offset: int = 0, limit: int | None = None
     ) -> Iterator[Sequence[Value]]:
         """The rows in the report's order, one tuple per row in `columns` order, streamed from
         the database (a server-side cursor or `.iterator()`), from `offset`, at most `limit`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def count(self, filters: Filters) -> int:
-        raise NotImplementedError
+        """How many rows `rows` yields, without reading them."""
 
     def totals(self, filters: Filters) -> Sequence[Value] | None:
         """A totals row in `columns` order (None where a column has no total), or None."""
