@@ -396,21 +396,42 @@ def standing_charges_post(*, property: Property, day: date) -> int:
         start = max(day_start, account.opened_at)
         end = min(day_end, account.closed_at or day_end)
         for utility in sorted(utilities[account.unit_id] & set(schedules)):
-            lines = pricing.standing_charges(schedules[utility], start=start, end=end)
             charges.append(
-                ChargeInput(
+                standing_charge_input(
                     account=account,
-                    kind=Charge.Kind.STANDING,
-                    idempotency_key=f"standing:{account.pk}:{utility}:{day.isoformat()}",
-                    period_start=start,
-                    period_end=end,
-                    quantity=sum((line.quantity for line in lines), Decimal(0)),
-                    net=sum((line.net for line in lines), Decimal(0)),
-                    tax=sum((line.tax for line in lines), Decimal(0)),
-                    lines=[_line_json(line) for line in lines],
+                    utility=utility,
+                    day=day,
+                    schedule=schedules[utility],
+                    start=start,
+                    end=end,
                 )
             )
     return len(charges_post(charges=charges))
+
+
+def standing_charge_input(
+    *,
+    account: Account,
+    utility: str,
+    day: date,
+    schedule: pricing.Schedule,
+    start: datetime,
+    end: datetime,
+) -> ChargeInput:
+    """An account's standing charge for one utility over [start, end) within a local day. The
+    key is per account, utility and day, so the daily freeze and a move-out never both post it."""
+    lines = pricing.standing_charges(schedule, start=start, end=end)
+    return ChargeInput(
+        account=account,
+        kind=Charge.Kind.STANDING,
+        idempotency_key=f"standing:{account.pk}:{utility}:{day.isoformat()}",
+        period_start=start,
+        period_end=end,
+        quantity=sum((line.quantity for line in lines), Decimal(0)),
+        net=sum((line.net for line in lines), Decimal(0)),
+        tax=sum((line.tax for line in lines), Decimal(0)),
+        lines=[_line_json(line) for line in lines],
+    )
 
 
 def cursor_start(*, meter: Meter, taken_at: datetime, register: Decimal) -> None:

@@ -31,6 +31,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Account
 from accounts.selectors import holiday_calendar
+from billing.charging import standing_charge_input
 from billing.models import (
     Charge,
     FreezeCursor,
@@ -42,7 +43,6 @@ from billing.models import (
 from billing.periods import PostingDates
 from billing.services import (
     COUNTER_CHANNELS,
-    ChargeInput,
     Entry,
     LedgerError,
     book_account,
@@ -151,19 +151,6 @@ def deposit_of(*, account: Account) -> Deposit | None:
 # Standing charges up to the move-out moment -------------------------------------------------------
 
 
-def _standing_line_json(line: pricing.ChargeLine) -> dict:
-    return {
-        "explanation": line.explain("day"),
-        "start": line.start.isoformat(),
-        "end": line.end.isoformat(),
-        "period": line.period,
-        "quantity": str(line.quantity),
-        "unit_price": str(line.unit_price),
-        "net": str(line.net),
-        "tax": str(line.tax),
-    }
-
-
 def standing_charges_until(*, account: Account, moment: datetime) -> int:
     """Post the account's standing charges from the last day posted up to `moment`, the last day
     pro-rated to the second, exactly as the daily freeze would once the account is closed then.
@@ -204,24 +191,16 @@ def standing_charges_until(*, account: Account, moment: datetime) -> int:
             if installed < day_end and (removed is None or removed > day_start)
         }
         for utility in sorted(served & set(schedules)) if start < end else ():
-            lines = pricing.standing_charges(schedules[utility], start=start, end=end)
-            net = sum((line.net for line in lines), ZERO)
-            tax = sum((line.tax for line in lines), ZERO)
-            if not (net or tax):
-                continue
-            charges.append(
-                ChargeInput(
-                    account=account,
-                    kind=Charge.Kind.STANDING,
-                    idempotency_key=f"standing:{account.pk}:{utility}:{day.isoformat()}",
-                    period_start=start,
-                    period_end=end,
-                    quantity=sum((line.quantity for line in lines), ZERO),
-                    net=net,
-                    tax=tax,
-                    lines=[_standing_line_json(line) for line in lines],
-                )
+            charge = standing_charge_input(
+                account=account,
+                utility=utility,
+                day=day,
+                schedule=schedules[utility],
+                start=start,
+                end=end,
             )
+            if charge.net or charge.tax:
+                charges.append(charge)
         day += DAY
     return len(charges_post(charges=charges))
 
