@@ -13,6 +13,8 @@ import socket
 import uuid
 
 import redis
+from celery import platforms
+from celery.signals import beat_init
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
@@ -72,10 +74,24 @@ def lease():
     return FileLease(settings.VAR_DIR / "beat.lock")
 
 
+def _exit(signum, frame):
+    raise SystemExit()
+
+
+def _exit_on_stop_signals(**kwargs) -> None:
+    """Celery's own SIGTERM handler writes the schedule to the database from inside the handler.
+    A signal that lands while a tick's query is in flight re-enters that psycopg connection and
+    waits forever on its lock. Only exit here: psycopg cancels the query in flight, and the beat
+    loop's `finally` writes the schedule once the stack has unwound."""
+    platforms.signals.update(SIGTERM=_exit, SIGINT=_exit)
+
+
 class SingleBeatScheduler(DatabaseScheduler):
     def __init__(self, *args, **kwargs):
         self._lease = lease()
         self._leading: bool | None = None  # unknown until the first tick says
+        # beat_init is sent after celery has installed its handler, so this one replaces it.
+        beat_init.connect(_exit_on_stop_signals, weak=False, dispatch_uid=__name__)
         super().__init__(*args, **kwargs)
 
     def tick(self, *args, **kwargs):

@@ -2,17 +2,21 @@
 real database schedule and Redis."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from datetime import timedelta
 
+import psycopg
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
-from django_celery_beat.models import ClockedSchedule, PeriodicTask
+from django_celery_beat.models import ClockedSchedule, IntervalSchedule, PeriodicTask
 
 from prepaid.beat import FileLease, RedisLease
 from tests.processes import process_env
@@ -34,6 +38,15 @@ def _beat(lease_key: str, log_path) -> subprocess.Popen:
          "--max-interval", "1", "--schedule", str(log_path) + ".db"],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+
+def _stop(beat: subprocess.Popen) -> None:
+    beat.terminate()
+    try:
+        beat.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        beat.kill()  # leave no process behind, and still fail
+        raise
 
 
 def _sent(broker: redis.Redis) -> Counter:
@@ -70,9 +83,52 @@ def test_two_beats_fire_a_job_once(tmp_path):
         wait_for(lambda: _sent(broker), timeout=10)
     finally:
         for beat in beats:
-            beat.terminate()
-            beat.wait(timeout=30)
+            _stop(beat)
     assert _sent(broker) == {"billing.tasks.cutoff_sweep_task": 1}
+
+
+def _waiting_on_a_lock(database: psycopg.Connection) -> bool:
+    row = database.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %s",
+        [database.info.backend_pid],
+    ).fetchone()
+    return row[0] > 0
+
+
+def test_a_beat_stopped_while_its_query_waits_exits(tmp_path):
+    """SIGTERM in the middle of a tick's query, with a fired job's schedule still to write: the
+    beat must write it and stop, not wait on its own connection."""
+    broker = redis.Redis(db=BROKER_DB)
+    broker.flushdb()
+    job = PeriodicTask.objects.create(
+        name="test: every second",
+        task="billing.tasks.cutoff_sweep_task",
+        interval=IntervalSchedule.objects.create(every=1, period=IntervalSchedule.SECONDS),
+    )
+    log = tmp_path / "beat.log"
+    beat = _beat(f"test:beat:{uuid.uuid4().hex}", log)
+    try:
+        # The beat writes the schedule after its first send; the second leaves it unwritten.
+        wait_for(lambda: _sent(broker).total() >= 2, timeout=30, describe=log.read_text)
+        database = connection.settings_dict
+        with psycopg.connect(
+            host=database["HOST"], port=database["PORT"], user=database["USER"],
+            dbname=database["NAME"],
+        ) as other:  # fmt: skip
+            # Every tick reads this table; the lock holds the next tick's query in flight.
+            other.execute("LOCK TABLE django_celery_beat_periodictasks IN ACCESS EXCLUSIVE MODE")
+            wait_for(lambda: _waiting_on_a_lock(other), timeout=10)
+            beat.send_signal(signal.SIGTERM)
+            # Long enough for the signal to be handled while the query still waits.
+            time.sleep(1)
+        wait_for(lambda: beat.poll() is not None, timeout=15, describe=log.read_text)
+    finally:
+        if beat.poll() is None:
+            beat.kill()
+    assert beat.returncode == 0, log.read_text()
+    job.refresh_from_db()
+    assert job.total_run_count == _sent(broker).total()
+    broker.flushdb()
 
 
 def test_a_redis_lease_is_held_by_one_holder_and_renewed_by_it():
