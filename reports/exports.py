@@ -7,8 +7,9 @@
   the rows, and the totals row when the report has one.
 - CSV is UTF-8 with a byte order mark, so Excel opens Chinese labels correctly; amounts and
   quantities are plain decimal strings, dates ISO, datetimes in the property's zone.
-- XLSX is openpyxl's write-only workbook: money and quantities are numbers with a number format,
-  dates are dates, datetimes are converted to the property's zone and written naive.
+- XLSX is XlsxWriter's workbook in constant memory (each row goes to disk as it is written):
+  money and quantities are numbers with a number format, dates are dates, datetimes are converted
+  to the property's zone and written naive, and text is always text, never a formula.
 - Small exports stream from the request (`csv_stream`, or a temporary XLSX file); larger ones are
   an `ExportJob` run by `reports.tasks.export_run_task` (`export_run`), which records its
   progress every `PROGRESS_EVERY` rows. Every export is audited as "report.export".
@@ -35,10 +36,7 @@ from django.db.models import F
 from django.http import QueryDict
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
+from xlsxwriter import Workbook
 
 from accounts.selectors import scope_for_user
 from prepaid.audit.services import audit_record
@@ -247,24 +245,22 @@ def _xlsx_converters(columns: Sequence[Column], zone: ZoneInfo) -> list[Callable
     ]
 
 
-def _styled_cells(sheet, columns: Sequence[Column], formats: dict[Kind, str], bold=False):
-    cells = []
-    for column in columns:
-        cell = WriteOnlyCell(sheet)
-        cell.number_format = formats[column.kind]
-        if bold:
-            cell.font = Font(bold=True)
-        cells.append(cell)
-    return cells
-
-
-def _fill(cells: list, convert: list[Callable], row: Sequence[Value]) -> list:
-    for cell, change, value in zip(cells, convert, row, strict=True):
-        cell.value = change(value)
-        # openpyxl takes a string starting with "=" for a formula; data is never one.
-        if cell.data_type == "f":
-            cell.data_type = "s"
-    return cells
+def _write_row(sheet, number: int, values: Sequence[Value], formats: Sequence) -> None:
+    for column, (value, fmt) in enumerate(zip(values, formats, strict=True)):
+        if value is None:
+            continue
+        if isinstance(value, str):
+            # Never `write`, which would take a text starting with "=" for a formula.
+            sheet.write_string(number, column, value, fmt)
+        elif isinstance(value, bool):
+            sheet.write_boolean(number, column, value, fmt)
+        elif isinstance(value, int | Decimal):
+            # Written as its shortest decimal text, as a spreadsheet keeps any number.
+            sheet.write_number(number, column, value, fmt)
+        elif isinstance(value, date):
+            sheet.write_datetime(number, column, value, fmt)
+        else:
+            sheet.write_string(number, column, str(value), fmt)
 
 
 def write_xlsx(
@@ -277,34 +273,36 @@ def write_xlsx(
     """Write the report as an XLSX workbook to `path` (a file name or a binary file); the
     number of rows written."""
     columns = report.columns(filters)
-    formats = _number_formats(filters.currency)
     convert = _xlsx_converters(columns, filters.zone)
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(title=str(report.title).translate(_SHEET_TITLE_FORBIDDEN)[:31])
-    # Set before the first row: a write-only sheet writes its head then.
-    sheet.freeze_panes = "A3"
-    for index, column in enumerate(columns, 1):
-        sheet.column_dimensions[get_column_letter(index)].width = _WIDTHS.get(column.kind, 14)
-    title = WriteOnlyCell(sheet, title_line(report, filters))
-    title.font = Font(bold=True)
-    sheet.append([title])
-    header = []
-    for column in columns:
-        cell = WriteOnlyCell(sheet, str(column.label))
-        cell.font = Font(bold=True)
-        header.append(cell)
-    sheet.append(header)
-    # One styled cell per column, refilled for every row: openpyxl writes a row as it is
-    # appended, so the same cells carry the next row's values.
-    cells = _styled_cells(sheet, columns, formats)
+    # Constant memory: each row is written out before the next, so rows must come in order.
+    target = os.fspath(path) if isinstance(path, os.PathLike) else path
+    book = Workbook(target, {"constant_memory": True})
+    sheet = book.add_worksheet(str(report.title).translate(_SHEET_TITLE_FORBIDDEN)[:31])
+    number_formats = _number_formats(filters.currency)
+    plain = {kind: book.add_format({"num_format": code}) for kind, code in number_formats.items()}
+    bold = {
+        kind: book.add_format({"num_format": code, "bold": True})
+        for kind, code in number_formats.items()
+    }
+    for index, column in enumerate(columns):
+        sheet.set_column(index, index, _WIDTHS.get(column.kind, 14))
+    sheet.freeze_panes(2, 0)
+    sheet.write_string(0, 0, title_line(report, filters), bold[Kind.TEXT])
+    for index, column in enumerate(columns):
+        sheet.write_string(1, index, str(column.label), bold[Kind.TEXT])
+    formats = [plain[column.kind] for column in columns]
     tally = _Tally(progress)
+    line = 2
     for row in report.rows(filters):
-        sheet.append(_fill(cells, convert, row))
+        values = [change(value) for change, value in zip(convert, row, strict=True)]
+        _write_row(sheet, line, values, formats)
+        line += 1
         tally.add()
     totals = _totals_row(report, filters)
     if totals is not None:
-        sheet.append(_fill(_styled_cells(sheet, columns, formats, bold=True), convert, totals))
-    book.save(path)
+        values = [change(value) for change, value in zip(convert, totals, strict=True)]
+        _write_row(sheet, line, values, [bold[column.kind] for column in columns])
+    book.close()
     return tally.rows
 
 

@@ -165,7 +165,7 @@ def test_xlsx_keeps_a_text_that_looks_like_a_formula_as_text(property_a1):
 # Memory ------------------------------------------------------------------------------------------
 
 MANY = 100_000
-# Fewer for XLSX, which openpyxl writes slowly under tracemalloc; still twice the bound if held.
+# Fewer for XLSX, slower to write under tracemalloc; still twice the bound if held.
 MANY_XLSX = 20_000
 BOUND = 5 * 1024 * 1024
 
