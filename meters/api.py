@@ -41,6 +41,7 @@ class MeterOut(serializers.ModelSerializer):
     gateway = serializers.UUIDField(source="gateway.uuid", read_only=True, allow_null=True)
     profile = serializers.UUIDField(source="profile.uuid", read_only=True, allow_null=True)
     mqtt_device = serializers.UUIDField(source="mqtt_device.uuid", read_only=True, allow_null=True)
+    feeder = serializers.UUIDField(source="feeder.uuid", read_only=True, allow_null=True)
     # What the meter sent that could not be used, counted per reason.
     rejections = MeterRejectionOut(many=True, read_only=True)
 
@@ -49,12 +50,26 @@ class MeterOut(serializers.ModelSerializer):
         fields = [
             "id", "serial", "utility", "register_unit", "has_relay", "unit", "property",
             "installed_at", "removed_at", "gateway", "modbus_unit", "profile", "mqtt_device",
-            "mqtt_channel", "mqtt_sml_key", "online", "last_seen_at", "relay_closed",
-            "relay_confirmed_at", "rejections", "created_at", "updated_at",
+            "mqtt_channel", "mqtt_sml_key", "feeder", "power_limit_w", "exports_energy",
+            "online", "last_seen_at", "relay_closed", "relay_confirmed_at", "rejections",
+            "created_at", "updated_at",
         ]  # fmt: skip
 
 
-class MeterRegisterIn(serializers.Serializer):
+class MeterSettingsIn(serializers.Serializer):
+    """What the detectors need to know: the meter upstream that feeds this one (losses), the
+    supply's contracted power limit (overload), and whether it may export (solar)."""
+
+    feeder = ScopedRelatedField(
+        queryset=Meter.objects.select_related("unit"), required=False, allow_null=True
+    )
+    power_limit_w = serializers.IntegerField(
+        min_value=1, max_value=2_147_483_647, required=False, allow_null=True
+    )
+    exports_energy = serializers.BooleanField(required=False)
+
+
+class MeterRegisterIn(MeterSettingsIn):
     serial = serializers.CharField(max_length=64)
     utility = serializers.ChoiceField(choices=Meter.Utility.choices)
     has_relay = serializers.BooleanField(default=False)
@@ -72,7 +87,7 @@ class MeterRegisterIn(serializers.Serializer):
         return data
 
 
-class MeterUpdateIn(serializers.Serializer):
+class MeterUpdateIn(MeterSettingsIn):
     serial = serializers.CharField(max_length=64, required=False)
     has_relay = serializers.BooleanField(required=False)
 
@@ -116,7 +131,7 @@ class MeterFilter(filters.FilterSet):
 
 class MeterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     queryset = Meter.objects.select_related(
-        "unit__property", "gateway", "profile", "mqtt_device"
+        "unit__property", "gateway", "profile", "mqtt_device", "feeder"
     ).prefetch_related("rejections")
     serializer_class = MeterOut
     filterset_class = MeterFilter
@@ -186,6 +201,8 @@ class ReadingOut(serializers.ModelSerializer):
             "voltage_v",
             "current_a",
             "relay_closed",
+            "export_register",
+            "flags",
             "source",
             "received_at",
             "status",
@@ -201,6 +218,17 @@ class ReadingRowIn(serializers.Serializer):
     voltage_v = serializers.FloatField(required=False, allow_null=True)
     current_a = serializers.FloatField(required=False, allow_null=True)
     relay_closed = serializers.BooleanField(required=False, allow_null=True)
+    # The energy the meter counted back into the grid, in kWh.
+    export_register = serializers.DecimalField(
+        max_digits=20, decimal_places=6, min_value=0, required=False, allow_null=True
+    )
+    # The meter's own alarm flags ("cover_open", "reverse"...).
+    flags = serializers.ListField(
+        child=serializers.CharField(max_length=services.MAX_FLAG_LENGTH),
+        max_length=services.MAX_FLAGS,
+        required=False,
+        allow_null=True,
+    )
 
 
 class ReadingsIn(serializers.Serializer):

@@ -1,10 +1,11 @@
 """The staff dashboard's forms for meters and alarms: the list filters, a relay switch with its
-reason, and the notes of acknowledging and resolving an alarm."""
+reason, a meter's detector settings, and the notes of acknowledging and resolving an alarm."""
 
 import uuid
 from enum import StrEnum
 
 from django import forms
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Property
@@ -142,6 +143,62 @@ class RelayForm(forms.Form):
         """The action a posted form was for, to show it again in the right dialog."""
         action = data.get("action")
         return action if action in cls.ACTIONS else RelayAction.CUT_OFF
+
+
+class MeterSettingsForm(forms.Form):
+    """What the detectors need to know about a meter. The feeder is one of the property's
+    meters of the same utility in service (or the one it names already); the service checks
+    the rest, loops included."""
+
+    feeder = forms.ModelChoiceField(
+        queryset=Meter.objects.none(),
+        to_field_name="uuid",
+        required=False,
+        label=_("Fed by"),
+        empty_label=_("No feeder of its own"),
+        help_text=_(
+            "The meter upstream: losses compare a feeder's day with the meters it feeds. "
+            "Without one, the property's main meter feeds it."
+        ),
+    )
+    power_limit_w = forms.IntegerField(
+        min_value=1,
+        max_value=2_147_483_647,
+        required=False,
+        label=_("Contracted power limit (W)"),
+        help_text=_("Power above it for long is an overload."),
+    )
+    exports_energy = forms.BooleanField(
+        required=False,
+        label=_("It may export energy (solar panels)"),
+        help_text=_("Export and reverse power are then normal, not an alarm."),
+    )
+
+    def __init__(self, data=None, *, meter: Meter):
+        super().__init__(
+            data,
+            auto_id="settings-%s",
+            initial={
+                "feeder": meter.feeder.uuid if meter.feeder_id else None,
+                "power_limit_w": meter.power_limit_w,
+                "exports_energy": meter.exports_energy,
+            },
+        )
+        feeder = self.fields["feeder"]
+        if meter.unit_id is None:
+            feeder.disabled = True
+        else:
+            feeder.queryset = (
+                Meter.objects.filter(
+                    Q(removed_at__isnull=True) | Q(pk=meter.feeder_id),
+                    unit__property_id=meter.unit.property_id,
+                    utility=meter.utility,
+                )
+                .exclude(Q(pk=meter.pk) | Q(unit_id=meter.unit_id))
+                .select_related("unit")
+                .order_by("serial")
+            )
+        feeder.label_from_instance = lambda other: f"{other.serial} ({other.unit.name})"
 
 
 class AlarmAcknowledgeForm(forms.Form):

@@ -127,6 +127,11 @@ class Meter(models.Model):
                 condition=Q(feeder__isnull=True) | ~Q(feeder=models.F("pk")),
                 name="meter_not_its_own_feeder",
             ),
+            models.CheckConstraint(
+                condition=Q(power_limit_w__isnull=True) | Q(power_limit_w__gte=1),
+                name="meter_power_limit_positive",
+                violation_error_message=_("The power limit must be at least 1 W."),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ adds nothing (a reading is unique per meter and moment).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -148,6 +149,9 @@ class _Row(NamedTuple):
     current_a: float | None
     relay_closed: bool | None
     received_at: datetime
+    export_register: Decimal | None
+    # The meter's alarm flags as JSON text, None when it reported none.
+    flags: str | None
 
 
 @dataclass
@@ -248,6 +252,8 @@ def _telemetry(batch: _Batch, meter_id: int, telemetry: Telemetry, received_at: 
         _float(telemetry.current_a),
         telemetry.relay_closed,
         received_at,
+        telemetry.export_register,
+        json.dumps(telemetry.flags) if telemetry.flags else None,
     )
     if telemetry.taken_at is None:
         # Without the device's own timestamp a redelivered message cannot be told from a new
@@ -303,12 +309,12 @@ _READINGS_TABLE = """
 CREATE TEMPORARY TABLE IF NOT EXISTS mqtt_readings_batch (
     meter_id bigint, taken_at timestamptz, register numeric, power_w double precision,
     voltage_v double precision, current_a double precision, relay_closed boolean,
-    received_at timestamptz
+    received_at timestamptz, export_register numeric, flags text
 ) ON COMMIT DELETE ROWS
 """
 _READINGS_COPY = (
     "COPY mqtt_readings_batch (meter_id, taken_at, register, power_w, voltage_v, current_a, "
-    "relay_closed, received_at) FROM STDIN (FORMAT BINARY)"
+    "relay_closed, received_at, export_register, flags) FROM STDIN (FORMAT BINARY)"
 )
 # Binary rows cost a third of text ones to write, and the server need not parse them.
 _READINGS_COPY_TYPES = (
@@ -320,12 +326,15 @@ _READINGS_COPY_TYPES = (
     "float8",
     "bool",
     "timestamptz",
+    "numeric",
+    "text",
 )
 _READINGS_INSERT = """
 INSERT INTO meters_reading (meter_id, taken_at, register, power_w, voltage_v, current_a,
-                            relay_closed, received_at, source, status, reason)
+                            relay_closed, received_at, export_register, flags, source, status,
+                            reason)
 SELECT DISTINCT ON (meter_id, taken_at) meter_id, taken_at, register, power_w, voltage_v,
-       current_a, relay_closed, received_at, 'mqtt', 'new', ''
+       current_a, relay_closed, received_at, export_register, flags::jsonb, 'mqtt', 'new', ''
 FROM mqtt_readings_batch
 ON CONFLICT (meter_id, taken_at) DO NOTHING
 """
@@ -336,7 +345,13 @@ def _readings_insert(rows: list[_Row]) -> int:
     if not rows:
         return 0
     if connection.vendor != "postgresql":
-        readings = [Reading(**row._asdict(), source=Reading.Source.MQTT) for row in rows]
+        readings = [
+            Reading(
+                **{**row._asdict(), "flags": None if row.flags is None else json.loads(row.flags)},
+                source=Reading.Source.MQTT,
+            )
+            for row in rows
+        ]
         known = set(
             Reading.objects.filter(
                 meter_id__in={row.meter_id for row in rows},

@@ -31,6 +31,7 @@ from meters.protocols.modbus_io import (
     read_meter,
 )
 from meters.protocols.modbus_profile import (
+    FLAG_QUANTITIES,
     DecodeError,
     Profile,
     ProfileError,
@@ -165,6 +166,30 @@ def _register(values: dict) -> tuple[Decimal | None, str]:
     return None, "the profile reads no energy or volume register"
 
 
+def _export(values: dict) -> tuple[Decimal | None, str]:
+    """The export register, when the profile reads one; a problem with it is counted but does
+    not cost the reading (its decode error is counted with the other points')."""
+    value = values.get(Quantity.export_energy)
+    if value is None or isinstance(value, DecodeError):
+        return None, ""
+    if value < 0:
+        return None, f"{Quantity.export_energy}: negative register {value}"
+    return value.quantize(REGISTER_PLACES), ""
+
+
+def _flags(values: dict) -> list[str] | None:
+    """The names of the meter's alarm flags that are set: a bit that is 1, a register that is
+    not 0. None when none is."""
+    flags = [
+        str(quantity)
+        for quantity in FLAG_QUANTITIES
+        if (value := values.get(quantity)) is not None
+        and not isinstance(value, DecodeError)
+        and value
+    ]
+    return flags or None
+
+
 def _measurement(values: dict, quantity: Quantity, scale: float = 1) -> float | None:
     value = values.get(quantity)
     if value is None or isinstance(value, DecodeError):
@@ -213,6 +238,9 @@ def _record(results: list[MeterResult], run: PollRun) -> None:
         if register is None:
             rejections[(meter.pk, problem[:200])] += 1
             continue
+        export, problem = _export(result.values)
+        if problem:
+            rejections[(meter.pk, problem[:200])] += 1
         power = _measurement(result.values, Quantity.power)
         readings.append(
             Reading(
@@ -223,6 +251,8 @@ def _record(results: list[MeterResult], run: PollRun) -> None:
                 voltage_v=_measurement(result.values, Quantity.voltage),
                 current_a=_measurement(result.values, Quantity.current),
                 relay_closed=relay if isinstance(relay, bool) else None,
+                export_register=export,
+                flags=_flags(result.values),
                 source=Reading.Source.MODBUS,
                 received_at=now,
             )

@@ -94,7 +94,7 @@ def meter_page_queryset() -> QuerySet[Meter]:
     """What the meter page fetches its meter from (through the caller's scope), with what the
     page shows of it."""
     return Meter.objects.select_related(
-        "unit__property", "gateway", "profile", "mqtt_device"
+        "unit__property", "gateway", "profile", "mqtt_device", "feeder__unit"
     ).annotate(pending_close=_active_command("close"))
 
 

@@ -11,11 +11,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import Organisation, Property, Unit
 from accounts.services import Actor
 from billing.charging import charge_meters, cursor_start
-from meters.models import Gateway, Meter, MeterProfile, MqttDevice, Reading
+from meters.models import DetectorSettings, Gateway, Meter, MeterProfile, MqttDevice, Reading
+from meters.protocols import mqtt_formats
 from meters.protocols.modbus_profile import ProfileError, profile_from_dict
 from prepaid.audit.services import (
     audit_record,
@@ -25,6 +27,11 @@ from prepaid.audit.services import (
 )
 
 METER_FIELDS = ("serial", "utility", "has_relay")
+# What the detectors need to know about a meter: what feeds it (losses), its contracted power
+# limit (overload) and whether it may export (reverse). A replacement keeps them.
+METER_SETTINGS = ("feeder", "power_limit_w", "exports_energy")
+# Feeders above feeders: a building's main meter, a floor's, a group's. Deeper is a mistake.
+MAX_FEEDER_DEPTH = 20
 
 
 @transaction.atomic
@@ -37,18 +44,30 @@ def meter_register(
     has_relay: bool = False,
     unit: Unit | None = None,
     installed_at: datetime | None = None,
+    feeder: Meter | None = None,
+    power_limit_w: int | None = None,
+    exports_energy: bool = False,
 ) -> Meter:
     """Add a meter to the organisation's stock, installing it in a unit when one is given."""
-    meter = Meter(organisation=organisation, serial=serial, utility=utility, has_relay=has_relay)
+    meter = Meter(
+        organisation=organisation,
+        serial=serial,
+        utility=utility,
+        has_relay=has_relay,
+        power_limit_w=power_limit_w,
+        exports_energy=exports_energy,
+    )
     if unit is not None:
         _check_same_organisation(meter, unit)
         meter.unit = unit
         meter.installed_at = installed_at or timezone.now()
+    _check_settings(meter, {"feeder": feeder, "power_limit_w": power_limit_w})
+    meter.feeder = feeder
     return create_audited(
         meter,
         actor=actor,
         action="meter.register",
-        fields=(*METER_FIELDS, "unit", "installed_at"),
+        fields=(*METER_FIELDS, "unit", "installed_at", *METER_SETTINGS),
         organisation_id=organisation.pk,
         property_id=unit.property_id if unit else None,
     )
@@ -56,7 +75,9 @@ def meter_register(
 
 @transaction.atomic
 def meter_update(*, meter: Meter, actor: Actor, **changes: Any) -> Meter:
-    only_fields(changes, METER_FIELDS)
+    """Change a meter's serial, relay or detector settings (`METER_SETTINGS`)."""
+    only_fields(changes, (*METER_FIELDS, *METER_SETTINGS))
+    _check_settings(meter, changes)
     update_audited(
         instance=meter,
         changes=changes,
@@ -118,6 +139,56 @@ def _check_same_organisation(meter: Meter, unit: Unit) -> None:
         raise ValidationError({"unit": "The unit belongs to another organisation."})
 
 
+def _check_settings(meter: Meter, changes: dict[str, Any]) -> None:
+    """Refuse a power limit that is not positive, and a feeder that could not feed the meter."""
+    limit = changes.get("power_limit_w")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError({"power_limit_w": _("The power limit must be at least 1 W.")})
+    feeder = changes.get("feeder")
+    if feeder is not None and feeder.pk != meter.feeder_id:
+        problem = _feeder_problem(meter, feeder)
+        if problem:
+            raise ValidationError({"feeder": problem})
+
+
+def _feeder_problem(meter: Meter, feeder: Meter) -> str | None:
+    if meter.pk is not None and feeder.pk == meter.pk:
+        return _("A meter cannot feed itself.")
+    if meter.unit_id is None:
+        return _("Install the meter in a unit before giving it a feeder.")
+    # Locked in a fixed order, so two changes that would together close a loop (A fed by B,
+    # B fed by A) run one after the other and the second sees the first.
+    locked = {
+        row.pk: row
+        for row in Meter.objects.select_for_update(of=("self",), no_key=True)
+        .filter(pk__in=[pk for pk in (meter.pk, feeder.pk) if pk is not None])
+        .select_related("unit")
+        .order_by("pk")
+    }
+    feeder = locked.get(feeder.pk)
+    if (
+        feeder is None
+        or feeder.organisation_id != meter.organisation_id
+        or feeder.unit_id is None
+        or feeder.unit.property_id != meter.unit.property_id
+    ):
+        return _("The feeder must be a meter of the same property.")
+    if feeder.utility != meter.utility:
+        return _("The feeder must measure the same utility.")
+    if feeder.unit_id == meter.unit_id:
+        return _("The feeder must be in another unit.")
+    # Losses know feeders by their unit: a chain that comes back to this meter or its unit
+    # would have a unit feed itself.
+    upstream = feeder
+    for _depth in range(MAX_FEEDER_DEPTH):
+        if upstream.feeder_id is None:
+            return None
+        upstream = Meter.objects.only("pk", "unit_id", "feeder_id").get(pk=upstream.feeder_id)
+        if upstream.pk == meter.pk or upstream.unit_id == meter.unit_id:
+            return _("The feeder is fed by this meter: feeders cannot go round in a loop.")
+    return _("The feeder has more than %(depth)s feeders above it.") % {"depth": MAX_FEEDER_DEPTH}
+
+
 @transaction.atomic
 def meter_replace(
     *,
@@ -173,7 +244,13 @@ def meter_replace(
         has_relay=meter.has_relay,
         unit=meter.unit,
         installed_at=replaced_at,
+        feeder=meter.feeder,
+        power_limit_w=meter.power_limit_w,
+        exports_energy=meter.exports_energy,
     )
+    # What the old meter fed, the new one feeds; the same for the property's main meter.
+    fed = Meter.objects.filter(feeder=meter, removed_at__isnull=True).update(feeder=successor)
+    DetectorSettings.objects.filter(main_meter=meter).update(main_meter=successor)
     Reading.objects.create(
         meter=successor,
         taken_at=replaced_at,
@@ -193,6 +270,7 @@ def meter_replace(
             "final_register": str(final_register),
             "new_meter": str(successor.uuid),
             "initial_register": str(initial_register),
+            "fed_meters": fed,
         },
     )
     return successor
@@ -201,6 +279,9 @@ def meter_replace(
 # How far ahead of our clock a meter's timestamp may be before it is called wrong.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 REGISTER_PLACES = 6
+# A reading's alarm flags, the same bounds as over MQTT.
+MAX_FLAGS = mqtt_formats.MAX_FLAGS
+MAX_FLAG_LENGTH = mqtt_formats.MAX_FLAG_LENGTH
 
 
 @dataclass(frozen=True)
@@ -218,8 +299,9 @@ def readings_ingest(
     `meters` are the meters the sender may report for (an organisation's, or a caller's scope).
 
     Rows carry `serial`, `taken_at` (aware datetime), `register` (Decimal) and optionally
-    `power_w`, `voltage_v`, `current_a` and `relay_closed`. A reading a meter already reported
-    for the same moment is a duplicate and is skipped.
+    `power_w`, `voltage_v`, `current_a`, `relay_closed`, `export_register` (Decimal, the energy
+    counted back into the grid) and `flags` (the meter's own alarm flags, a list of names). A
+    reading a meter already reported for the same moment is a duplicate and is skipped.
     """
     serials = {str(row.get("serial", "")) for row in rows}
     known_meters = {meter.serial: meter for meter in meters.filter(serial__in=serials)}
@@ -240,6 +322,8 @@ def readings_ingest(
                 voltage_v=row.get("voltage_v"),
                 current_a=row.get("current_a"),
                 relay_closed=row.get("relay_closed"),
+                export_register=row.get("export_register"),
+                flags=row.get("flags") or None,
                 source=source,
             )
         )
@@ -269,17 +353,33 @@ def _reading_problem(row: dict[str, Any], meters: dict[str, Meter], now: datetim
         return "taken_at must be a date and time with a time zone"
     if taken_at > now + FUTURE_TOLERANCE:
         return f"taken_at {taken_at.isoformat()} is in the future"
-    register = row.get("register")
-    if not isinstance(register, Decimal) or not register.is_finite():
-        return "register must be a finite number"
-    if register < 0:
-        return "register cannot be negative"
-    if register.as_tuple().exponent < -REGISTER_PLACES:
-        return f"register has more than {REGISTER_PLACES} decimal places"
+    for name in ("register", "export_register"):
+        problem = _register_problem(name, row.get(name), required=name == "register")
+        if problem:
+            return problem
+    flags = row.get("flags")
+    if flags is not None and (
+        not isinstance(flags, list | tuple)
+        or len(flags) > MAX_FLAGS
+        or not all(isinstance(flag, str) and 0 < len(flag) <= MAX_FLAG_LENGTH for flag in flags)
+    ):
+        return f"flags must be at most {MAX_FLAGS} names of 1 to {MAX_FLAG_LENGTH} characters"
     for name in ("power_w", "voltage_v", "current_a"):
         value = row.get(name)
         if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
             return f"{name} must be a finite number"
+    return None
+
+
+def _register_problem(name: str, register: Any, *, required: bool) -> str | None:
+    if register is None and not required:
+        return None
+    if not isinstance(register, Decimal) or not register.is_finite():
+        return f"{name} must be a finite number"
+    if register < 0:
+        return f"{name} cannot be negative"
+    if register.as_tuple().exponent < -REGISTER_PLACES:
+        return f"{name} has more than {REGISTER_PLACES} decimal places"
     return None
 
 

@@ -7,6 +7,7 @@ urlpatterns = [
     path("meters/", views.meter_list, name="list"),
     path("meters/<uuid:meter_id>/", views.meter_detail, name="detail"),
     path("meters/<uuid:meter_id>/relay/", views.meter_relay, name="relay"),
+    path("meters/<uuid:meter_id>/settings/", views.meter_settings, name="settings"),
     path("alarms/", views.alarm_inbox, name="alarms"),
     path("alarms/<uuid:alarm_id>/", views.alarm_detail, name="alarm"),
     path(

@@ -28,13 +28,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import Property
 from meters import alarms as alarm_services
-from meters import selectors
+from meters import selectors, services
 from meters.detection import SETTINGS_FIELDS, detector_settings, detector_settings_update
 from meters.forms import (
     AlarmAcknowledgeForm,
     AlarmFilterForm,
     AlarmResolveForm,
     MeterFilterForm,
+    MeterSettingsForm,
     RelayAction,
     RelayForm,
 )
@@ -118,7 +119,12 @@ def _base_context(request: HttpRequest, meter: Meter) -> dict:
     }
 
 
-def _detail_context(request: HttpRequest, meter: Meter, **forms: RelayForm) -> dict:
+def _detail_context(
+    request: HttpRequest,
+    meter: Meter,
+    settings_form: MeterSettingsForm | None = None,
+    **forms: RelayForm,
+) -> dict:
     context = _base_context(request, meter)
     for part in PARTS.values():
         context.update(part(request, meter))
@@ -134,6 +140,8 @@ def _detail_context(request: HttpRequest, meter: Meter, **forms: RelayForm) -> d
             cut_off_form=forms.get(RelayAction.CUT_OFF) or RelayForm(action=RelayAction.CUT_OFF),
             restore_form=forms.get(RelayAction.RESTORE) or RelayForm(action=RelayAction.RESTORE),
         )
+    if context["can_operate"]:
+        context["settings_form"] = settings_form or MeterSettingsForm(meter=meter)
     return context
 
 
@@ -210,6 +218,28 @@ def meter_relay(request: HttpRequest, meter_id) -> HttpResponse:
     )
     response["HX-Trigger-After-Settle"] = "relay-issued"
     return response
+
+
+@staff_view
+@require_POST
+def meter_settings(request: HttpRequest, meter_id) -> HttpResponse:
+    """A meter's detector settings: its feeder, contracted power limit and whether it exports."""
+    meter = _meter(request, meter_id)
+    require(request, Capability.OPERATE)
+    form = MeterSettingsForm(request.POST, meter=meter)
+    if form.is_valid():
+        changes = dict(form.cleaned_data)
+        if form.fields["feeder"].disabled:
+            del changes["feeder"]
+        try:
+            services.meter_update(meter=meter, actor=request.user, **changes)
+        except ValidationError as error:
+            form.add_error(None, error)
+    if form.errors:
+        context = _detail_context(request, _meter(request, meter_id), settings_form=form)
+        return render(request, "meters/detail.html", context, status=400)
+    messages.success(request, _("The meter's settings are saved."))
+    return redirect("meters:detail", meter_id=meter.uuid)
 
 
 # Alarms ------------------------------------------------------------------------------------------

@@ -51,7 +51,10 @@ class Quantity(StrEnum):
     frequency = "frequency"
     relay_state = "relay_state"
     balance = "balance"
+    # The meter's own alarm flags: set when the bit is 1 or the register is not 0.
     tamper = "tamper"
+    cover_open = "cover_open"
+    reverse = "reverse"
 
 
 class DataType(StrEnum):
@@ -110,8 +113,10 @@ class WordOrder(StrEnum):
     little = "little"
 
 
+# The meter's alarm flags; a reading carries the names of those that are set.
+FLAG_QUANTITIES = (Quantity.tamper, Quantity.cover_open, Quantity.reverse)
 # Only on/off facts make sense as a single coil or discrete input.
-BIT_QUANTITIES = frozenset({Quantity.relay_state, Quantity.tamper})
+BIT_QUANTITIES = frozenset({Quantity.relay_state, *FLAG_QUANTITIES})
 
 Value = Decimal | bool
 _E = TypeVar("_E", bound=StrEnum)
@@ -598,6 +603,9 @@ def _function_datatype_problems(
     return []
 
 
+_FLAG_NAMES = ", ".join(FLAG_QUANTITIES)
+
+
 def _point_problems(label: str, point: Point, profile: Profile | None) -> list[str]:
     problems = []
     quantity = _member(Quantity, point.quantity)
@@ -617,7 +625,9 @@ def _point_problems(label: str, point: Point, profile: Profile | None) -> list[s
         and _is_int(point.function)
         and point.function in BIT_FUNCTIONS
     ):
-        problems.append(f"{label}: only relay_state and tamper can be read as bits")
+        problems.append(
+            f"{label}: only relay_state and the flags ({_FLAG_NAMES}) can be read as bits"
+        )
     problems.extend(_address_problems(label, point.address, datatype))
     if profile is not None and datatype is not None and _is_int(point.function):
         if point.function in BIT_FUNCTIONS and datatype.size > profile.max_bits:

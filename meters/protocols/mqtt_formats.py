@@ -11,6 +11,10 @@ Units are the trap here (see shared/domain.md, "Real devices over MQTT"):
 - native, Tasmota and Zigbee2MQTT report energy in kWh;
 - Shelly (`total_act`, `total_act_energy`, `aenergy.total`) and emonhub (`E1`..`E6`) report Wh.
 
+The same goes for the export register (energy back into the grid), where a device has one:
+native `export_kwh`, Tasmota `ENERGY.ExportActive` and Zigbee2MQTT `produced_energy` in kWh,
+Shelly `total_act_ret`, `total_act_ret_energy` and `ret_aenergy.total` in Wh.
+
 Registers come out in kWh (or m3 for water) as exact `Decimal`s: JSON is parsed with
 `parse_float=Decimal` and Wh are divided by 1000 as Decimals, never through a float.
 """
@@ -25,6 +29,9 @@ from typing import Any
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# A native reading's alarm flags: a handful of short names, never a log.
+MAX_FLAGS = 16
+MAX_FLAG_LENGTH = 50
 
 # Anything at or beyond 10**15 (kWh, Wh, W, V, A, s) is not a reading, and bounding magnitude
 # and precision keeps every Decimal operation below exact (no rounding, no overflow).
@@ -52,7 +59,8 @@ class Telemetry:
     """One reading. `register` is kWh (electricity) or m3 (water).
 
     `taken_at` is None when the payload carries no usable timestamp; the caller then uses the
-    time it received the message.
+    time it received the message. `export_register` is the energy the meter counted back into
+    the grid, in kWh; `flags` are the meter's own alarm flags ("cover_open", "reverse"...).
     """
 
     register: Decimal
@@ -62,6 +70,7 @@ class Telemetry:
     current_a: Decimal | None = None
     relay_closed: bool | None = None
     flags: tuple[str, ...] = ()
+    export_register: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +234,13 @@ def _energy(value: Any, field: str, *, wh: bool = False) -> Decimal:
         return number / _WH_PER_KWH
 
 
+def _optional_energy(
+    obj: dict[str, Any] | None, key: str, field: str, *, wh: bool = False
+) -> Decimal | None:
+    value = None if obj is None else obj.get(key)
+    return None if value is None else _energy(value, field, wh=wh)
+
+
 def _optional_number(obj: dict[str, Any], key: str, field: str) -> Decimal | None:
     value = obj.get(key)
     return None if value is None else _number(value, field)
@@ -320,6 +336,11 @@ def _native(msg: _Message) -> Parsed:
         flags = tuple(alarms)
     else:
         raise Rejected("wrong type", "alarms must be a list of strings")
+    if len(flags) > MAX_FLAGS or any(not 0 < len(flag) <= MAX_FLAG_LENGTH for flag in flags):
+        raise Rejected(
+            "bad value",
+            f"alarms must be at most {MAX_FLAGS} names of 1 to {MAX_FLAG_LENGTH} characters",
+        )
     return Telemetry(
         register=register,
         taken_at=_timestamp(body.get("ts"), "ts", msg.now),
@@ -328,6 +349,7 @@ def _native(msg: _Message) -> Parsed:
         current_a=_optional_number(body, "current_a", "current_a"),
         relay_closed=None if relay is None else _bool(relay, "relay"),
         flags=flags,
+        export_register=_optional_energy(body, "export_kwh", "export_kwh"),
     )
 
 
@@ -392,8 +414,10 @@ def _tasmota_sensor(msg: _Message) -> Telemetry:
         value = _pick(energy.get(key), msg.channel)
         return None if value is None else _number(value, f"ENERGY.{key}")
 
+    export = _pick(energy.get("ExportActive"), msg.channel)
     return Telemetry(
         register=_energy(total, "ENERGY.Total"),
+        export_register=None if export is None else _energy(export, "ENERGY.ExportActive"),
         power_w=optional("Power"),
         voltage_v=optional("Voltage"),
         current_a=optional("Current"),
@@ -424,16 +448,25 @@ def _shelly(msg: _Message) -> Parsed:
     emdata, em1data = component(f"emdata:{n}"), component(f"em1data:{n}")
     em, em1, switch = component(f"em:{n}"), component(f"em1:{n}"), component(f"switch:{n}")
 
-    register = None
+    # The register and the export register come from the same component.
+    register = export = None
     if emdata is not None and emdata.get("total_act") is not None:
         register = _energy(emdata["total_act"], f"emdata:{n}.total_act", wh=True)
+        export = _optional_energy(emdata, "total_act_ret", f"emdata:{n}.total_act_ret", wh=True)
     elif em1data is not None and em1data.get("total_act_energy") is not None:
         field = f"em1data:{n}.total_act_energy"
         register = _energy(em1data["total_act_energy"], field, wh=True)
+        field = f"em1data:{n}.total_act_ret_energy"
+        export = _optional_energy(em1data, "total_act_ret_energy", field, wh=True)
     elif switch is not None and switch.get("aenergy") is not None:
         aenergy = _object(switch["aenergy"], f"switch:{n}.aenergy")
         if aenergy.get("total") is not None:
             register = _energy(aenergy["total"], f"switch:{n}.aenergy.total", wh=True)
+            returned = switch.get("ret_aenergy")
+            if returned is not None:
+                returned = _object(returned, f"switch:{n}.ret_aenergy")
+            field = f"switch:{n}.ret_aenergy.total"
+            export = _optional_energy(returned, "total", field, wh=True)
 
     output = None
     if switch is not None and switch.get("output") is not None:
@@ -457,6 +490,7 @@ def _shelly(msg: _Message) -> Parsed:
     power, voltage, current = found
     return Telemetry(
         register=register,
+        export_register=export,
         taken_at=_timestamp(params.get("ts"), "params.ts", msg.now),
         power_w=power,
         voltage_v=voltage,
@@ -491,6 +525,7 @@ def _zigbee2mqtt(msg: _Message) -> Parsed:
         return Ack(None, relay)
     return Telemetry(
         register=_energy(body["energy"], "energy"),
+        export_register=_optional_energy(body, "produced_energy", "produced_energy"),
         power_w=_optional_number(body, "power", "power"),
         voltage_v=_optional_number(body, "voltage", "voltage"),
         current_a=_optional_number(body, "current", "current"),

@@ -32,6 +32,12 @@ STAFF_URLS = {
             "idempotency_key": str(uuid.uuid4()),
         },
     ),
+    "meters:settings": StaffUrl(
+        kwargs=_meter,
+        get=False,
+        post=Capability.OPERATE,
+        post_data=lambda kwargs: {"power_limit_w": "4600"},
+    ),
     "meters:alarms": StaffUrl(),
     "meters:alarm-acknowledge": StaffUrl(
         kwargs=_alarm,

@@ -566,7 +566,8 @@ def test_validation_lists_every_problem_of_a_bad_profile():
         "point 2 (power): unknown data type 'f33'",
         "point 3 (frequency): unknown function 7",
         "point 4 (import_energy): function 1 reads bits, so the data type must be bit",
-        "point 4 (import_energy): only relay_state and tamper can be read as bits",
+        "point 4 (import_energy): only relay_state and the flags (tamper, cover_open, reverse) "
+        "can be read as bits",
         "point 5 (export_energy): f64 at 65533 runs past address 65535",
         "point 6 (voltage)",  # in the duplicate-quantity line
         "duplicate quantity voltage: point 0 (voltage), point 6 (voltage)",

@@ -147,6 +147,7 @@ def test_shelly_emdata_wh_becomes_kwh_exactly():
         power_w=Decimal("1500.5"),
         voltage_v=Decimal("230.4"),
         current_a=Decimal("6.5"),
+        export_register=Decimal("0.007"),
     )
 
 
@@ -238,6 +239,49 @@ def test_emonhub_json_node():
     )
 
 
+# --- export registers and flags ------------------------------------------------------------
+
+
+def test_native_export_kwh_and_alarm_flags_are_kept_exactly():
+    body = b'{"energy_kwh": 10, "export_kwh": 2.125, "alarms": ["cover_open", "reverse"]}'
+    reading = run(Format.native, "meters/SN123/telemetry", body)
+    assert (reading.export_register, reading.flags) == (Decimal("2.125"), ("cover_open", "reverse"))
+
+
+def test_a_device_without_an_export_register_reports_none():
+    assert (
+        run(Format.native, "meters/SN123/telemetry", b'{"energy_kwh": 1}').export_register is None
+    )
+    z2m = run(Format.zigbee2mqtt, "zigbee2mqtt/kitchen_plug", {"energy": 1})
+    assert z2m.export_register is None
+
+
+def test_tasmota_export_active_is_kwh_and_follows_the_channel():
+    body = {"ENERGY": {"Total": [1.5, 2.5], "ExportActive": [0.25, 0.75]}}
+    reading = run(Format.tasmota, "tele/plug1/SENSOR", body, channel=1)
+    assert (reading.register, reading.export_register) == (Decimal("2.5"), Decimal("0.75"))
+
+
+def test_shelly_returned_energy_wh_becomes_kwh_from_the_registers_component():
+    body = {
+        "method": "NotifyStatus",
+        "params": {
+            "em1data:1": {"total_act_energy": 6644.9, "total_act_ret_energy": 2595.26},
+            "switch:0": {"aenergy": {"total": 5}, "ret_aenergy": {"total": 9}},
+        },
+    }
+    em1 = run(Format.shelly, "shellypro3em-abc/events/rpc", body, channel=1)
+    assert (em1.register, em1.export_register) == (Decimal("6.6449"), Decimal("2.59526"))
+    switch = run(Format.shelly, "shellypro3em-abc/events/rpc", body, channel=0)
+    assert (switch.register, switch.export_register) == (Decimal("0.005"), Decimal("0.009"))
+
+
+def test_zigbee2mqtt_produced_energy_is_kwh():
+    body = {"energy": 3.25, "produced_energy": 1.5}
+    reading = run(Format.zigbee2mqtt, "zigbee2mqtt/kitchen_plug", body)
+    assert reading.export_register == Decimal("1.5")
+
+
 # --- rejections ----------------------------------------------------------------------------
 
 
@@ -295,6 +339,36 @@ def test_emonhub_json_node():
         (
             Format.native,
             "meters/SN123/telemetry",
+            b'{"energy_kwh": 1, "alarms": [""]}',
+            "bad value",
+        ),
+        (
+            Format.native,
+            "meters/SN123/telemetry",
+            b'{"energy_kwh": 1, "alarms": ["' + b"x" * 51 + b'"]}',
+            "bad value",
+        ),
+        (
+            Format.native,
+            "meters/SN123/telemetry",
+            b'{"energy_kwh": 1, "alarms": [' + b",".join([b'"a"'] * 17) + b"]}",
+            "bad value",
+        ),
+        (
+            Format.native,
+            "meters/SN123/telemetry",
+            b'{"energy_kwh": 1, "export_kwh": -1}',
+            "negative",
+        ),
+        (
+            Format.native,
+            "meters/SN123/telemetry",
+            b'{"energy_kwh": 1, "export_kwh": "3"}',
+            "wrong type",
+        ),
+        (
+            Format.native,
+            "meters/SN123/telemetry",
             b'{"energy_kwh": 1, "relay": "maybe"}',
             "bad value",
         ),
@@ -317,6 +391,12 @@ def test_emonhub_json_node():
             "wrong type",
         ),
         (Format.tasmota, "tele/plug2/SENSOR", b'{"ENERGY": {"Total": 1}}', "unknown topic"),
+        (
+            Format.tasmota,
+            "tele/plug1/SENSOR",
+            b'{"ENERGY": {"Total": 1, "ExportActive": -2}}',
+            "negative",
+        ),
         (Format.tasmota, "stat/plug1/POWER", b"TOGGLE", "bad value"),
         (
             Format.shelly,
@@ -338,6 +418,20 @@ def test_emonhub_json_node():
             "timestamp in the future",
         ),
         (Format.shelly, "shellypro3em-abc/events/rpc", b'{"method": "NotifyStatus"}', "wrong type"),
+        (
+            Format.shelly,
+            "shellypro3em-abc/events/rpc",
+            b'{"method": "NotifyStatus",'
+            b' "params": {"emdata:0": {"total_act": 1, "total_act_ret": -1}}}',
+            "negative",
+        ),
+        (
+            Format.shelly,
+            "shellypro3em-abc/events/rpc",
+            b'{"method": "NotifyStatus",'
+            b' "params": {"switch:0": {"aenergy": {"total": 1}, "ret_aenergy": 5}}}',
+            "wrong type",
+        ),
         (Format.shelly, "other/events/rpc", b"{}", "unknown topic"),
         (
             Format.zigbee2mqtt,
@@ -347,6 +441,12 @@ def test_emonhub_json_node():
         ),
         (Format.zigbee2mqtt, "zigbee2mqtt/kitchen_plug", b'{"energy": Infinity}', "not finite"),
         (Format.zigbee2mqtt, "zigbee2mqtt/other_plug", b'{"energy": 1}', "unknown topic"),
+        (
+            Format.zigbee2mqtt,
+            "zigbee2mqtt/kitchen_plug",
+            b'{"energy": 1, "produced_energy": "lots"}',
+            "wrong type",
+        ),
         (
             Format.zigbee2mqtt,
             "zigbee2mqtt/kitchen_plug/availability",
@@ -454,19 +554,38 @@ def test_arbitrary_json_never_raises_anything_but_rejected(where, value, channel
 def shaped(fmt, value):
     """Plausible message skeletons with an arbitrary value in every interesting slot."""
     return {
-        Format.native: {"energy_kwh": value, "ts": value, "relay": value, "alarms": value},
-        Format.tasmota: {"ENERGY": {"Total": value, "Power": value}, "SML": {"T": value}},
+        Format.native: {
+            "energy_kwh": value,
+            "ts": value,
+            "relay": value,
+            "alarms": value,
+            "export_kwh": value,
+        },
+        Format.tasmota: {
+            "ENERGY": {"Total": value, "Power": value, "ExportActive": value},
+            "SML": {"T": value},
+        },
         Format.shelly: {
             "method": "NotifyStatus",
             "params": {
                 "ts": value,
-                "emdata:0": {"total_act": value},
+                "emdata:0": {"total_act": value, "total_act_ret": value},
                 "em1data:1": value,
-                "switch:0": {"output": value, "aenergy": value, "apower": value},
+                "switch:0": {
+                    "output": value,
+                    "aenergy": value,
+                    "apower": value,
+                    "ret_aenergy": value,
+                },
                 "em:0": value,
             },
         },
-        Format.zigbee2mqtt: {"energy": value, "state": value, "power": value},
+        Format.zigbee2mqtt: {
+            "energy": value,
+            "state": value,
+            "power": value,
+            "produced_energy": value,
+        },
         Format.emonhub: {"E1": value, "P1": value, "time": value},
     }[fmt]
 

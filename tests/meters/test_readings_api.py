@@ -2,11 +2,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import Charge
-from meters.models import Reading
+from meters.models import Meter, Reading
+from meters.services import readings_ingest
 from prepaid.celery import app
 from tariffs.services import tariff_create
 from tests import factories
@@ -105,6 +107,59 @@ def test_limited_staff_cannot_push_for_other_properties_meters(property_a2, mana
     )
     assert response.status_code == 400
     assert "unknown meter" in response.json()["readings"][0]
+
+
+def test_pushed_readings_carry_their_export_register_and_flags(meter, owner_a, api_as):
+    body = rows(meter, (2, "1"), (1, "2"))
+    body["readings"][0].update(export_register="0.125", flags=["cover_open"])
+    api = api_as(owner_a)
+    response = api.post(reverse("reading-list"), body, format="json")
+    assert response.status_code == 201, response.content
+    stored = Reading.objects.order_by("taken_at").values_list("export_register", "flags")
+    assert list(stored) == [(Decimal("0.125"), ["cover_open"]), (None, None)]
+    listed = api.get(reverse("reading-list")).json()["results"]
+    assert [(r["export_register"], r["flags"]) for r in listed] == [
+        (None, None),
+        ("0.125000", ["cover_open"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"export_register": "-1"}, "export_register"),
+        ({"export_register": "NaN"}, "export_register"),
+        ({"export_register": "0.0000001"}, "export_register"),
+        ({"flags": "cover_open"}, "flags"),
+        ({"flags": [""]}, "flags"),
+        ({"flags": ["x" * 51]}, "flags"),
+        ({"flags": ["tamper"] * 17}, "flags"),
+    ],
+)
+def test_a_bad_export_register_or_flag_is_a_field_error(meter, owner_a, api_as, change, field):
+    body = rows(meter, (1, "1"))
+    body["readings"][0].update(change)
+    response = api_as(owner_a).post(reverse("reading-list"), body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["readings"]["0"]
+    assert not Reading.objects.exists()
+
+
+def test_the_service_names_a_bad_export_register_by_row(meter):
+    row = {"serial": meter.serial, "taken_at": timezone.now(), "register": Decimal(1)}
+    meters = Meter.objects.all()
+    with pytest.raises(ValidationError) as info:
+        readings_ingest(
+            meters=meters,
+            rows=[row, {**row, "export_register": Decimal(-1)}],
+            source="http",
+        )
+    assert info.value.message_dict == {"readings": ["row 1: export_register cannot be negative"]}
+    with pytest.raises(ValidationError) as info:
+        readings_ingest(meters=meters, rows=[{**row, "flags": ["ok", 3]}], source="http")
+    assert info.value.message_dict == {
+        "readings": ["row 0: flags must be at most 16 names of 1 to 50 characters"]
+    }
 
 
 def test_charging_tasks_go_to_the_billing_queue():
