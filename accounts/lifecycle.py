@@ -33,7 +33,9 @@ from django.utils.translation import gettext as _
 from accounts.models import Account, Tenant, Unit
 from accounts.services import Actor, account_close, account_open, tenant_create
 from billing.charging import charge_meters
-from billing.models import ChargeCursor, LedgerAccount
+from billing.debts import debts_move_in
+from billing.invoices import invoice_issue, invoices_settle_at_move_out
+from billing.models import ChargeCursor, Invoice, LedgerAccount
 from billing.services import LedgerError, topup_record
 from billing.settlement import (
     SettlementStatement,
@@ -179,10 +181,13 @@ def move_in(
     deposit_channel: str = "cash",
     topup: Decimal | None = None,
     topup_channel: str = "cash",
+    move_debt_from: Account | None = None,
     now: datetime | None = None,
 ) -> MoveIn:
     """Open a tenancy: the tenant (an existing one, or `new_tenant`'s fields for a new one), the
-    account, the meters' opening registers, and optionally a deposit and a first top-up."""
+    account, the meters' opening registers, and optionally a deposit, what the tenant still
+    owes from `move_debt_from` (an earlier tenancy of theirs at this property, recovered from
+    the new one's top-ups) and a first top-up."""
     prop = unit.property
     # Every move-in of the unit queues here, so a replayed key is seen once the first commits.
     Unit.objects.select_for_update().filter(pk=unit.pk).get()
@@ -214,6 +219,9 @@ def move_in(
             raise _renamed(
                 error, {"amount": "deposit_amount", "channel": "deposit_channel"}
             ) from error
+    if move_debt_from is not None:
+        # Before the first top-up, so that top-up already recovers it.
+        debts_move_in(account=account, earlier=move_debt_from, actor=actor)
     if topup:
         try:
             topup_record(
@@ -241,6 +249,7 @@ def move_in(
             "deposit_channel": deposit_channel if deposit else "",
             "topup": str(topup or 0),
             "topup_channel": topup_channel if topup else "",
+            "debt_moved_from": str(move_debt_from.uuid) if move_debt_from else "",
         },
     )
     return MoveIn(account, created=True)
@@ -326,12 +335,20 @@ def move_out(
             }
         )
     standing_charges_until(account=account, moment=moved_out_at)
+    postpaid = account.mode == Account.Mode.POSTPAID
+    if postpaid:
+        # The last part month's bill, with everything posted so far booked before this instant.
+        invoice_issue(
+            account=account, period_end=timezone.now(), kind=Invoice.Kind.FINAL, actor=actor
+        )
     try:
         settled = wallet_settle(
             account=account, channel=refund_channel, actor=actor, moment=moved_out_at
         )
     except LedgerError as error:
         raise _renamed(error, {"channel": "refund_channel"}) from error
+    if postpaid:
+        invoices_settle_at_move_out(account=account)
     account = account_close(account=account, actor=actor, closed_at=moved_out_at, reason=reason)
     audit_record(
         organisation_id=prop.organisation_id,

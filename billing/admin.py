@@ -8,9 +8,17 @@ from billing.models import (
     ChargeCursor,
     ChargeTotals,
     ClosedPeriod,
+    CreditPolicy,
     CutoffDecision,
     DailyFreeze,
+    Debt,
+    DebtRecovery,
     FreezeCursor,
+    Instalment,
+    InstalmentPlan,
+    Invoice,
+    InvoiceAllocation,
+    InvoiceSequence,
     LedgerAccount,
     LedgerTransaction,
     MeterFreeze,
@@ -18,6 +26,7 @@ from billing.models import (
     Posting,
     Receipt,
     ReceiptSequence,
+    Reminder,
     TierUsage,
     TopupLimits,
 )
@@ -155,3 +164,84 @@ class ClosedPeriodAdmin(ReadOnlyAdmin):
 class PeriodCursorAdmin(ReadOnlyAdmin):
     list_display = ["property", "closed_through", "updated_at"]
     list_select_related = ["property"]
+
+
+@admin.register(CreditPolicy)
+class CreditPolicyAdmin(ReadOnlyAdmin):
+    list_display = ["property", "bill_due_days", "late_fee", "recovery_percent"]
+    list_select_related = ["property"]
+
+
+@admin.register(InvoiceSequence)
+class InvoiceSequenceAdmin(ReadOnlyAdmin):
+    list_display = ["property", "last_number"]
+
+
+class InvoiceAllocationInline(admin.TabularInline):
+    model = InvoiceAllocation
+    fields = ["transaction", "amount", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyAdmin):
+    list_display = ["number", "property", "account", "kind", "month", "amount", "paid", "status"]
+    list_filter = ["status", "kind", "property"]
+    date_hierarchy = "issued_at"
+    list_select_related = ["property", "account__tenant", "account__unit__property"]
+    inlines = [InvoiceAllocationInline]
+
+
+@admin.register(InvoiceAllocation)
+class InvoiceAllocationAdmin(ReadOnlyAdmin):
+    list_display = ["invoice", "transaction", "amount", "created_at"]
+    list_select_related = ["invoice", "transaction"]
+
+
+@admin.register(Debt)
+class DebtAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "account", "source", "amount", "recovered", "status"]
+    list_filter = ["status", "source", "property"]
+    list_select_related = ["account__tenant", "account__unit__property"]
+
+
+@admin.register(DebtRecovery)
+class DebtRecoveryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "debt", "transaction", "topup", "amount"]
+    list_select_related = ["debt", "transaction", "topup"]
+
+
+class InstalmentInline(admin.TabularInline):
+    model = Instalment
+    fields = ["number", "due_on", "amount", "collected"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(InstalmentPlan)
+class InstalmentPlanAdmin(ReadOnlyAdmin):
+    list_display = ["debt", "status", "created_at", "created_by"]
+    list_filter = ["status"]
+    list_select_related = ["debt", "created_by"]
+    inlines = [InstalmentInline]
+
+
+@admin.register(Instalment)
+class InstalmentAdmin(ReadOnlyAdmin):
+    list_display = ["plan", "number", "due_on", "amount", "collected"]
+    list_select_related = ["plan"]
+
+
+@admin.register(Reminder)
+class ReminderAdmin(ReadOnlyAdmin):
+    list_display = ["sent_at", "invoice", "instalment", "days"]
+    list_select_related = ["invoice", "instalment"]

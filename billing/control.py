@@ -1,5 +1,7 @@
-"""The prepaid control loop's decisions: cut supply off when credit runs out (never in a
-protected period, never for a protected account), and restore it as soon as credit is back.
+"""The control loop's decisions: cut supply off when credit runs out, or, for a postpaid
+account, when a bill is overdue beyond the credit policy's cut-off days (never in a protected
+period, never for a protected account), and restore it as soon as credit is back or no bill is
+overdue that long any more.
 
 Each decision locks the wallet first (the lock order of billing.services), so it sees the
 latest balance: a top-up that commits first wins. Switching goes through the RelayCommand
@@ -18,7 +20,9 @@ from django.utils import timezone
 
 from accounts.models import Account, Property
 from accounts.selectors import holiday_calendar
-from billing.models import BalancePolicy, CutoffDecision, LedgerAccount
+from billing.allocation import overdue_for_cutoff
+from billing.credit_policy import credit_policy
+from billing.models import BalancePolicy, CutoffDecision, Invoice, LedgerAccount
 from billing.protection import protected_until
 from billing.selectors import balance_policy, protected_periods
 from billing.warnings import cutoff_scheduled_record
@@ -47,6 +51,17 @@ def _wanted_open(meter: Meter) -> bool:
     return meter.relay_closed is False
 
 
+def bills_overdue(*, account: Account, now: datetime) -> bool:
+    """Whether a postpaid account has a bill open longer past its due date than its property's
+    credit policy allows before a cut-off."""
+    prop = account.unit.property
+    return overdue_for_cutoff(
+        invoices=Invoice.objects.filter(account=account, status=Invoice.Status.OPEN),
+        policy=credit_policy(property=prop),
+        today=now.astimezone(prop.zone).date(),
+    )
+
+
 def _decide(account: Account, outcome: str, balance: Decimal, now: datetime, **fields):
     return CutoffDecision.objects.create(
         account=account, outcome=outcome, balance=balance, decided_at=now, **fields
@@ -62,11 +77,12 @@ def cutoff_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffDe
     wallet = LedgerAccount.objects.select_for_update().get(pk=account.wallet_id)
     policy = balance_policy(property=account.unit.property)
     last = CutoffDecision.objects.filter(account=account).first()
-    if (
-        wallet.balance > policy.cutoff_threshold
-        or account.status != Account.Status.OPEN
-        # Postpaid accounts run up a bill; credit running out means nothing to them.
-        or account.mode != Account.Mode.PREPAID
+    # Postpaid accounts run up a bill: what cuts them off is a bill left unpaid too long.
+    postpaid = account.mode == Account.Mode.POSTPAID
+    if account.status != Account.Status.OPEN or (
+        not bills_overdue(account=account, now=now)
+        if postpaid
+        else wallet.balance > policy.cutoff_threshold
     ):
         if last is not None and last.outcome in DEFERRALS:
             return _decide(account, Outcome.SKIPPED_RECOVERED, wallet.balance, now)
@@ -101,7 +117,11 @@ def cutoff_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffDe
         cutoff_scheduled_record(account=account, balance=wallet.balance, cutoff_at=until, now=now)
         return _decide(account, Outcome.DEFERRED_PROTECTED, wallet.balance, now, until=until)
     decision = None
-    reason = f"Balance {wallet.balance} is at or below {policy.cutoff_threshold}."
+    reason = (
+        "A bill is overdue beyond the cut-off days."
+        if postpaid
+        else f"Balance {wallet.balance} is at or below {policy.cutoff_threshold}."
+    )
     for meter in meters:
         command = relay_command_issue(meter=meter, close=False, actor=None, reason=reason)
         decision = _decide(account, Outcome.CUT, wallet.balance, now, command=command)
@@ -116,10 +136,17 @@ def restore_evaluate(*, account_id: int, now: datetime | None = None) -> CutoffD
     account = Account.objects.select_related("unit__property__balance_policy").get(pk=account_id)
     wallet = LedgerAccount.objects.select_for_update().get(pk=account.wallet_id)
     policy = balance_policy(property=account.unit.property)
-    if wallet.balance <= policy.restore_threshold or account.status != Account.Status.OPEN:
+    if account.status != Account.Status.OPEN:
         return None
+    if account.mode == Account.Mode.POSTPAID:
+        if bills_overdue(account=account, now=now):
+            return None
+        reason = "No bill is overdue beyond the cut-off days any more."
+    elif wallet.balance <= policy.restore_threshold:
+        return None
+    else:
+        reason = f"Balance {wallet.balance} is above {policy.restore_threshold} again."
     decision = None
-    reason = f"Balance {wallet.balance} is above {policy.restore_threshold} again."
     for meter in _switchable_meters(account):
         if not _wanted_open(meter):
             continue

@@ -38,6 +38,7 @@ from django.utils import timezone
 from accounts.models import Account, Property
 from billing.charging import standing_charges_post
 from billing.models import FreezeCursor, LedgerAccount, LedgerTransaction, MeterFreeze
+from billing.tasks_bills import month_end_bills_task
 from meters.models import Meter, Reading
 from tariffs.models import TariffVersion
 from tariffs.pricing import local_midnight
@@ -171,6 +172,10 @@ def _freeze_locked(*, property: Property, cursor: FreezeCursor, day: date) -> Fr
     if day == _next_day(property=property, cursor=cursor):
         cursor.frozen_through = day
         cursor.save(update_fields=["frozen_through", "updated_at"])
+    if (day + DAY).day == 1:
+        # The month is frozen to its end: its postpaid bills can be issued once this commits.
+        property_id, month = property.pk, day.replace(day=1).isoformat()
+        transaction.on_commit(lambda: month_end_bills_task.delay(property_id, month))
     logger.info(
         "Froze %s %s: %d meters, %d accounts, %d standing charges.",
         property.code,

@@ -64,6 +64,8 @@ class LedgerAccount(models.Model):
         DEBTORS = "debtors", "Debtors"
         # The balances tenants brought over from a previous system (bulk import).
         OPENING_BALANCES = "opening_balances", "Opening balances"
+        # Late fees and other charges staff raise as debts (billing.invoices, billing.debts).
+        FEE_REVENUE = "fee_revenue", "Fee revenue"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organisation = models.ForeignKey(
@@ -132,6 +134,16 @@ class LedgerTransaction(models.Model):
         DEPOSIT = "deposit", "Deposit received"
         DEPOSIT_RELEASE = "deposit_release", "Deposit returned to the wallet"
         DEBT_TRANSFER = "debt_transfer", "Debt moved to debtors"
+        # Debts of open accounts (billing.debts): raised by staff (debtors against fee revenue
+        # or opening balances), lent as emergency credit (debtors to the wallet), recovered from
+        # a top-up (the wallet to debtors) and, on a postpaid account, an instalment billed
+        # (debtors to the wallet, so it is on the next bill).
+        DEBT_RAISED = "debt_raised", "Debt raised"
+        EMERGENCY_CREDIT = "emergency_credit", "Emergency credit"
+        DEBT_RECOVERY = "debt_recovery", "Debt recovered"
+        INSTALMENT_BILLED = "instalment_billed", "Instalment billed"
+        # A postpaid bill paid late (billing.reminders): the wallet to fee revenue.
+        LATE_FEE = "late_fee", "Late fee"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # Both led by the composite indexes below; single-column ones would only slow every posting.
@@ -733,3 +745,371 @@ class ClosedPeriod(models.Model):
 
     def __str__(self) -> str:
         return f"{self.property_id} {self.month:%Y-%m} closed"
+
+
+# Postpaid bills, debts and their recovery --------------------------------------------------------
+
+
+def default_reminder_days() -> list[int]:
+    return [-3, 0, 7]
+
+
+class CreditPolicy(models.Model):
+    """A property's rules for postpaid bills, debt recovery and emergency credit. A property
+    without a row uses these defaults."""
+
+    property = models.OneToOneField(
+        "accounts.Property", on_delete=models.CASCADE, related_name="credit_policy"
+    )
+    # Postpaid bills: due this many days after they are issued.
+    bill_due_days = models.PositiveSmallIntegerField(default=14)
+    # Reminders of an unpaid bill or instalment, in days from its due date (-3: three days
+    # before, 0: on the day, 7: a week late).
+    reminder_days = models.JSONField(default=default_reminder_days, blank=True)
+    # Posted once per bill still unpaid this many days after it fell due; zero: no late fee.
+    late_fee = amount_field(default=0)
+    late_fee_after_days = models.PositiveSmallIntegerField(default=7)
+    # Cut a postpaid account off (through the balance policy's protected periods and protected
+    # accounts) once a bill is this many days overdue; None: never.
+    overdue_cutoff_days = models.PositiveSmallIntegerField(null=True, blank=True, default=30)
+    # Debt recovery from each top-up of a prepaid account.
+    recovery_percent = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal(25))
+    # At most this much recovered per local day; None: no cap.
+    recovery_daily_cap = amount_field(null=True, blank=True)
+    # Of each top-up, at least this much always goes to energy.
+    recovery_energy_minimum = amount_field(default=0)
+    # Emergency credit: an advance of this amount, once per local month, while the balance is
+    # below `emergency_credit_below`; zero: not offered.
+    emergency_credit_amount = amount_field(default=0)
+    emergency_credit_below = amount_field(default=0)
+    # Whether tenants may take it themselves from the portal (staff always may grant it).
+    emergency_credit_self_service = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "credit policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(recovery_percent__gt=0, recovery_percent__lte=100),
+                name="credit_policy_recovery_percent",
+            ),
+            models.CheckConstraint(
+                condition=Q(late_fee__gte=0, recovery_energy_minimum__gte=0)
+                & Q(emergency_credit_amount__gte=0)
+                & (Q(recovery_daily_cap__isnull=True) | Q(recovery_daily_cap__gt=0)),
+                name="credit_policy_amounts_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"bills due in {self.bill_due_days} days, recover {self.recovery_percent}%"
+
+
+class InvoiceSequence(models.Model):
+    """The next invoice number of a property, taken under a row lock so numbers are gapless."""
+
+    property = models.OneToOneField(
+        "accounts.Property", on_delete=models.CASCADE, related_name="invoice_sequence"
+    )
+    last_number = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.property_id}: {self.last_number}"
+
+
+class InvoiceQuerySet(ScopedQuerySet):
+    organisation_lookup = "property__organisation"
+    property_lookup = "property"
+
+
+class Invoice(models.Model):
+    """A postpaid account's bill for a period: a document of what the ledger already holds.
+
+    The wallet carries the debt; the invoice says how it arose (`lines`, from the period's
+    charges) and how much of it this bill asks for. `amount` is what the bill added to the open
+    bills before it: the amount owed at the period's end less what earlier bills still had open,
+    never below zero, so the open bills together never ask for more than the wallet owes.
+    Payments are allocated to the oldest open bill first (`InvoiceAllocation`).
+    """
+
+    class Kind(models.TextChoices):
+        MONTHLY = "monthly", "Monthly bill"
+        # Issued at a switch to prepaid, or at a move-out, for the part of the month until then.
+        FINAL = "final", "Final bill"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PAID = "paid", "Paid"
+        # Its open amount became a debt recovered from top-ups (a switch to prepaid).
+        TRANSFERRED = "transferred", "Moved to a debt"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    property = models.ForeignKey("accounts.Property", on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="invoices"
+    )
+    # Gapless per property, from InvoiceSequence.
+    number = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MONTHLY)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    # The first local day of the month billed.
+    month = models.DateField()
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    issued_at = models.DateTimeField()
+    due_on = models.DateField()
+    currency = models.CharField(max_length=3)
+    # The wallet at the period's start and end, and what moved in between (signed as in
+    # DailyFreeze: + credits the wallet).
+    previous_balance = amount_field()
+    payments = amount_field()
+    charges = amount_field()
+    adjustments = amount_field()
+    closing_balance = amount_field()
+    # What this bill asks for (see above), and how much of it payments have met so far.
+    amount = amount_field()
+    paid = amount_field(default=0)
+    # What the bill says, line by line: energy per time-of-use period and tier, standing
+    # charges, tax, fees; each {"component", "label", "quantity", "unit", "price", "net", "tax"}.
+    lines = models.JSONField(default=list)
+    # The tenant's language when it was issued, for its PDF and email.
+    language = models.CharField(max_length=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = InvoiceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-issued_at", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["property", "number"], name="invoice_number_unique"),
+            # One bill per account and period end: issuing again finds the first.
+            models.UniqueConstraint(
+                fields=["account", "period_end"], name="invoice_one_per_period"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__gte=0, paid__gte=0, paid__lte=models.F("amount")),
+                name="invoice_paid_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="paid") | Q(paid=models.F("amount")),
+                name="invoice_paid_in_full",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "status", "due_on"], name="invoice_open")]
+
+    def __str__(self) -> str:
+        return f"Invoice {self.number}"
+
+
+class InvoiceAllocation(models.Model):
+    """Part of a payment (a top-up's ledger transaction) that met part of a bill. A reversed
+    payment gives its allocations back with negative rows, never by deleting these."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="+")
+    amount = amount_field()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "transaction"], name="invoice_allocation_once"
+            ),
+            models.CheckConstraint(condition=~Q(amount=0), name="invoice_allocation_not_zero"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} → invoice {self.invoice_id}"
+
+
+class DebtQuerySet(ScopedQuerySet):
+    organisation_lookup = "property__organisation"
+    property_lookup = "property"
+
+
+class Debt(models.Model):
+    """What an open account owes apart from its wallet, held in the property's debtors book and
+    recovered from top-ups (a percentage of each, or by an instalment plan)."""
+
+    class Source(models.TextChoices):
+        SWITCH_ARREARS = "switch_arrears", "Arrears at the switch to prepaid"
+        MOVE_IN_TRANSFER = "move_in_transfer", "Moved from an earlier tenancy"
+        ADJUSTMENT = "adjustment", "Raised by staff"
+        EMERGENCY_CREDIT = "emergency_credit", "Emergency credit"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLEARED = "cleared", "Cleared"
+        # Moved on, whole, to a later tenancy of the same tenant.
+        TRANSFERRED = "transferred", "Moved to a later tenancy"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    property = models.ForeignKey("accounts.Property", on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="debts")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    reason = models.CharField(max_length=300, blank=True)
+    currency = models.CharField(max_length=3)
+    amount = amount_field()
+    # Recovered so far, under the wallet's lock; the debt is cleared when it reaches `amount`.
+    recovered = amount_field(default=0)
+    # The ledger transaction that raised it; none for a debt moved from an earlier tenancy of
+    # the same property, which stays in the same debtors book.
+    transaction = models.OneToOneField(
+        LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    transferred_from = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="transferred_to"
+    )
+    # Emergency credit: the local month it was taken in, so it is taken at most once a month.
+    month = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    objects = DebtQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gt=0, recovered__gte=0, recovered__lte=models.F("amount")),
+                name="debt_recovered_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="cleared") | Q(recovered=models.F("amount")),
+                name="debt_cleared_in_full",
+            ),
+            models.CheckConstraint(
+                condition=Q(source="emergency_credit", month__isnull=False)
+                | (~Q(source="emergency_credit") & Q(month__isnull=True)),
+                name="debt_month_only_emergency",
+            ),
+            models.UniqueConstraint(
+                fields=["account", "month"],
+                condition=Q(source="emergency_credit"),
+                name="debt_emergency_once_a_month",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "status"], name="debt_open")]
+
+    def __str__(self) -> str:
+        return f"{self.get_source_display()} {self.amount}"
+
+
+class DebtRecovery(models.Model):
+    """Part of a debt recovered by one ledger transaction: a top-up's recovery, or an
+    instalment billed onto a postpaid wallet. A reversed top-up gives its recovery back with a
+    negative row under the reversal of that recovery."""
+
+    debt = models.ForeignKey(Debt, on_delete=models.PROTECT, related_name="recoveries")
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="+")
+    # The top-up it was taken from, for the receipt's split; none for an instalment billed.
+    topup = models.ForeignKey(
+        LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    amount = amount_field()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["debt", "transaction"], name="debt_recovery_once"),
+            models.CheckConstraint(condition=~Q(amount=0), name="debt_recovery_not_zero"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} of debt {self.debt_id}"
+
+
+class InstalmentPlan(models.Model):
+    """A debt split by an owner into instalments with dates. While the plan is active its debt
+    is recovered by the instalments, not by the percentage of each top-up."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    debt = models.ForeignKey(Debt, on_delete=models.PROTECT, related_name="plans")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["debt"], condition=Q(status="active"), name="instalment_plan_one_active"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Plan for debt {self.debt_id}"
+
+
+class Instalment(models.Model):
+    """One dated part of a plan. On a prepaid account it is collected from top-ups once due; on
+    a postpaid account it is billed onto the wallet on its date and so is on the next bill."""
+
+    plan = models.ForeignKey(InstalmentPlan, on_delete=models.CASCADE, related_name="instalments")
+    number = models.PositiveSmallIntegerField()
+    due_on = models.DateField()
+    amount = amount_field()
+    collected = amount_field(default=0)
+
+    class Meta:
+        ordering = ["plan", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "number"], name="instalment_number_unique"),
+            models.CheckConstraint(
+                condition=Q(amount__gt=0, collected__gte=0, collected__lte=models.F("amount")),
+                name="instalment_collected_within_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Instalment {self.number} due {self.due_on}"
+
+    @property
+    def outstanding(self) -> Decimal:
+        return self.amount - self.collected
+
+
+class Reminder(models.Model):
+    """A reminder sent for an unpaid bill or a missed instalment, once per schedule step (days
+    from its due date)."""
+
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="reminders"
+    )
+    instalment = models.ForeignKey(
+        Instalment, null=True, blank=True, on_delete=models.PROTECT, related_name="reminders"
+    )
+    days = models.SmallIntegerField()
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(invoice__isnull=False, instalment__isnull=True)
+                | Q(invoice__isnull=True, instalment__isnull=False),
+                name="reminder_of_one_thing",
+            ),
+            models.UniqueConstraint(
+                fields=["invoice", "days"],
+                condition=Q(invoice__isnull=False),
+                name="reminder_invoice_once",
+            ),
+            models.UniqueConstraint(
+                fields=["instalment", "days"],
+                condition=Q(instalment__isnull=False),
+                name="reminder_instalment_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reminder {self.days:+d} days"

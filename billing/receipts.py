@@ -35,6 +35,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.platypus import KeepInFrame, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from billing.debts import recovered_from_topup, recovery_transaction_id
 from billing.models import Posting, Receipt
 from notifications.delivery import Attachment
 from notifications.texts import MONEY_LOCALES, language_for
@@ -137,8 +138,18 @@ def receipt_document(*, receipt: Receipt, language: str) -> ReceiptDocument:
             (_("Tenant"), account.tenant.name),
             (_("Unit"), account.unit.name),
             (_("Amount received"), money(receipt.amount)),
-            (_("Paid by"), str(CHANNEL_LABELS.get(receipt.channel, receipt.channel))),
         ]
+        recovered = recovered_from_topup(topup_id=receipt.transaction_id)
+        if recovered:
+            # Recovered from this very top-up (billing.debts): the tenant sees where it went.
+            lines.append(
+                (
+                    _("Of which"),
+                    _("%(debt)s went to your debt, %(energy)s to energy")
+                    % {"debt": money(recovered), "energy": money(receipt.amount - recovered)},
+                )
+            )
+        lines.append((_("Paid by"), str(CHANNEL_LABELS.get(receipt.channel, receipt.channel))))
         if receipt.reference:
             lines.append((_("Reference"), receipt.reference))
         if intent is not None and intent.transaction_id:
@@ -176,9 +187,11 @@ def _moment(moment: datetime, time_zone: str, locale: str) -> str:
 def _balance_after(receipt: Receipt) -> Decimal:
     # Wallet postings are written only under the wallet's row lock, and their transaction row is
     # inserted under it too, so one wallet's transaction ids rise in the order its postings were
-    # applied: the sum up to this transaction is exactly the balance the top-up left.
+    # applied: the sum up to this transaction is exactly the balance the top-up left. A debt
+    # recovery taken from the top-up is posted right after it under the same lock, and counts.
+    last = recovery_transaction_id(topup=receipt.transaction) or receipt.transaction_id
     return Posting.objects.filter(
-        ledger_account_id=receipt.account.wallet_id, transaction_id__lte=receipt.transaction_id
+        ledger_account_id=receipt.account.wallet_id, transaction_id__lte=last
     ).aggregate(total=Sum("amount"))["total"]
 
 

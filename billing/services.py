@@ -29,6 +29,7 @@ from billing.models import (
     BalancePolicy,
     Charge,
     ChargeTotals,
+    Debt,
     LedgerAccount,
     LedgerTransaction,
     Posting,
@@ -301,6 +302,14 @@ def transaction_reverse(
         reverses=original,
     )
     if posted.created:
+        # Imported here: both post through this module.
+        from billing.allocation import wallet_movement_allocate
+        from billing.debts import recovery_undo
+
+        # A postpaid payment taken back reopens the bills it had met, newest first.
+        wallet_movement_allocate(movement=posted.transaction, payment=original)
+        # What a prepaid top-up recovered of a debt goes back to the debt.
+        recovery_undo(topup=original, actor=actor, reason=reason)
         audit_record(
             organisation_id=original.organisation_id,
             property_id=original.property_id,
@@ -388,13 +397,17 @@ class _TopupContext:
     replayed_id: int | None
     replayed_fingerprint: str | None
     restore_threshold: Decimal
+    mode: str
+    # Whether the account has an open debt for the top-up to recover (billing.debts).
+    owes: bool
 
 
 # Top-ups are the hottest money path (`make bench topups`): its reads are plain SQL because
 # compiling the equivalent ORM queries cost several times the database's own work.
 _TOPUP_CONTEXT_SQL = """
 SELECT a.status, t.name, u.name, p.code, p.id, p.organisation_id, p.currency,
-       l.minimum, l.maximum, l.max_balance, b.id, x.id, x.fingerprint, bp.restore_threshold
+       l.minimum, l.maximum, l.max_balance, b.id, x.id, x.fingerprint, bp.restore_threshold,
+       a.mode, EXISTS (SELECT 1 FROM billing_debt d WHERE d.account_id = a.id AND d.status = %s)
 FROM accounts_account a
 JOIN accounts_tenant t ON t.id = a.tenant_id
 JOIN accounts_unit u ON u.id = a.unit_id
@@ -433,13 +446,15 @@ def _topup_context(
     *, account_id: int, book_kind: str, book_channel: str, idempotency_key: str
 ) -> _TopupContext:
     with connection.cursor() as cursor:
-        cursor.execute(_TOPUP_CONTEXT_SQL, [book_kind, book_channel, idempotency_key, account_id])
+        cursor.execute(
+            _TOPUP_CONTEXT_SQL,
+            [Debt.Status.OPEN, book_kind, book_channel, idempotency_key, account_id],
+        )
         row = cursor.fetchone()
     if row is None:
         raise LedgerError({"account": "There is no such account."})
-    status, tenant, unit, code, prop_id, org_id, currency, *limits, book, replayed, fp, restore = (
-        row
-    )
+    status, tenant, unit, code, prop_id, org_id, currency, *limits = row[:10]
+    book, replayed, fp, restore, mode, owes = row[10:]
     minimum, maximum, max_balance = (_amount(value) for value in limits)
     return _TopupContext(
         status=status,
@@ -458,6 +473,8 @@ def _topup_context(
         restore_threshold=BalancePolicy().restore_threshold
         if restore is None
         else _amount(restore),
+        mode=mode,
+        owes=bool(owes),
     )
 
 
@@ -579,6 +596,7 @@ def _topup(
             amount=amount,
             currency=prop_currency,
         )
+    before = wallet.balance
     txn = _post_locked(
         organisation_id=context.organisation_id,
         property_id=context.property_id,
@@ -610,9 +628,17 @@ def _topup(
         object_repr=context.account_repr,
         after={"amount": str(amount), "channel": channel, "receipt": str(receipt.uuid)},
     )
+    # Imported here: both post through this module.
+    from billing import allocation, debts
+
+    if context.mode == Account.Mode.POSTPAID:
+        allocation.payment_allocate(account_id=account.pk, payment=txn, amount=amount)
+    elif context.owes:
+        # Posts the recovery under the wallet lock we hold, and lowers `wallet.balance` by it.
+        debts.topup_recover(account=account, wallet=wallet, topup=txn, actor=actor)
     # Last, so the property-wide sequence lock is held for as short a time as possible.
     _receipt_issue(receipt)
-    if wallet.balance - amount <= context.restore_threshold < wallet.balance:
+    if before <= context.restore_threshold < wallet.balance:
         # Credit is back: restore supply the moment this commits, not at the next sweep.
         account_id = account.pk
         transaction.on_commit(lambda: restore_supply.delay(account_id))

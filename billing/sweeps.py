@@ -3,22 +3,26 @@
 from collections import Counter
 from collections.abc import Sequence
 
-from django.db.models import DecimalField, F, OuterRef, Q, Subquery, Value
+from django.db.models import DecimalField, Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Account
 from billing.control import DEFERRALS, cutoff_evaluate
-from billing.models import BalancePolicy, CutoffDecision
+from billing.models import BalancePolicy, CutoffDecision, Invoice
 
 
 def cutoff_sweep(*, meter_ids: Sequence[int] | None = None) -> dict[str, int]:
-    """Decide on every open account at or below its property's cut-off threshold (only those
-    of these meters' units, when given). Returns the count of each outcome."""
+    """Decide on every open prepaid account at or below its property's cut-off threshold, and
+    every postpaid one with a bill past due (only those of these meters' units, when given).
+    Returns the count of each outcome."""
     default = BalancePolicy().cutoff_threshold
-    candidates = Account.objects.filter(
-        status=Account.Status.OPEN, mode=Account.Mode.PREPAID
-    ).annotate(
+    # Postpaid accounts with a bill past its due date: `cutoff_evaluate` checks the credit
+    # policy's cut-off days in the property's zone, which a query across properties cannot.
+    overdue = Invoice.objects.filter(
+        account=OuterRef("pk"), status=Invoice.Status.OPEN, due_on__lt=timezone.now().date()
+    )
+    candidates = Account.objects.filter(status=Account.Status.OPEN).annotate(
         threshold=Coalesce(
             F("unit__property__balance_policy__cutoff_threshold"),
             Value(default, output_field=DecimalField()),
@@ -39,7 +43,10 @@ def cutoff_sweep(*, meter_ids: Sequence[int] | None = None) -> dict[str, int]:
         | Q(last_until__isnull=True)
         | Q(last_until__lte=timezone.now())
     )
-    due = candidates.filter(wallet__balance__lte=F("threshold")).values_list("pk", flat=True)
+    due = candidates.filter(
+        Q(mode=Account.Mode.PREPAID, wallet__balance__lte=F("threshold"))
+        | Q(Exists(overdue), mode=Account.Mode.POSTPAID)
+    ).values_list("pk", flat=True)
     outcomes: Counter[str] = Counter()
     for account_id in sorted(set(due)):
         decision = cutoff_evaluate(account_id=account_id)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import views
+from billing import views, views_bills, views_debts
 
 app_name = "billing"
 urlpatterns = [
@@ -14,4 +14,6 @@ urlpatterns = [
         name="policy-preview",
     ),
     path("properties/<uuid:property_id>/periods/", views.periods, name="periods"),
+    *views_bills.urlpatterns,
+    *views_debts.urlpatterns,
 ]

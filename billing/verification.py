@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django.db import connection
 
+from billing.debts import check_debts
 from billing.models import EXACT_DECIMAL_PLACES, ChargeTotals
 from prepaid.money import AMOUNT_DECIMAL_PLACES, quantize
 
@@ -153,6 +154,39 @@ def receipt_gaps() -> Iterator[str]:
         yield f"property {property_id}: {count} receipts numbered up to {highest}"
 
 
+def invoice_gaps() -> Iterator[str]:
+    for property_id, count, highest in _rows(
+        """
+        SELECT property_id, COUNT(*), MAX(number) FROM billing_invoice GROUP BY property_id
+        HAVING COUNT(*) <> MAX(number) OR MIN(number) <> 1
+        """
+    ):
+        yield f"property {property_id}: {count} invoices numbered up to {highest}"
+
+
+def invoices_off() -> Iterator[str]:
+    """A bill's paid amount is the sum of its allocations, and an account's open bills never
+    ask for more than its wallet owes (`billing.allocation`)."""
+    for invoice_id, paid, allocated in _rows(
+        """
+        SELECT i.id, i.paid, {total} FROM billing_invoice i
+        LEFT JOIN billing_invoiceallocation x ON x.invoice_id = i.id
+        GROUP BY i.id, i.paid HAVING i.paid <> {total}
+        """.format(total=_sum("x.amount"))
+    ):
+        yield f"invoice {invoice_id}: paid {paid}, allocations sum to {allocated}"
+    for account_id, open_amount, balance in _rows(
+        """
+        SELECT a.id, {open}, w.balance FROM billing_invoice i
+        JOIN accounts_account a ON a.id = i.account_id
+        JOIN billing_ledgeraccount w ON w.id = a.wallet_id
+        WHERE i.status = 'open'
+        GROUP BY a.id, w.balance HAVING {open} > CASE WHEN w.balance < 0 THEN -w.balance ELSE 0 END
+        """.format(open=_sum("i.amount - i.paid"))
+    ):
+        yield f"account {account_id}: open bills ask for {open_amount}, the wallet holds {balance}"
+
+
 CHECKS: list[tuple[str, Callable[[], Iterator[str]]]] = [
     ("postings balance per transaction", unbalanced_transactions),
     ("one currency per transaction", mixed_currencies),
@@ -161,6 +195,9 @@ CHECKS: list[tuple[str, Callable[[], Iterator[str]]]] = [
     ("charges counted once and rounded without loss", charge_totals_off),
     ("no meter interval charged twice", overlapping_meter_charges),
     ("receipt numbers gapless per property", receipt_gaps),
+    ("invoice numbers gapless per property", invoice_gaps),
+    ("bills add up to their allocations and the wallets", invoices_off),
+    ("debts add up to the debtors book", check_debts),
 ]
 
 

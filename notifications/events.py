@@ -21,6 +21,9 @@ class Event(models.TextChoices):
     AUTOTOPUP_SKIPPED = "autotopup_skipped", "Auto top-up did not charge"
     AUTOTOPUP_DISABLED = "autotopup_disabled", "Auto top-up turned itself off"
     MONTHLY_STATEMENT = "monthly_statement", "Monthly statement"
+    BILL_ISSUED = "bill_issued", "Postpaid bill issued"
+    BILL_REMINDER = "bill_reminder", "Postpaid bill not paid yet"
+    INSTALMENT_REMINDER = "instalment_reminder", "Instalment not paid yet"
 
 
 # The context keys each event's texts use; callers must give every one of them.
@@ -39,6 +42,13 @@ CONTEXT_KEYS: dict[str, frozenset[str]] = {
     Event.MONTHLY_STATEMENT: frozenset(
         {"currency", "month_start_at", "opening_balance", "topups", "charges", "balance"}
     ),
+    # `amount` is what the bill asks for, `number` its number; the PDF is made from the
+    # optional `invoice_uuid`.
+    Event.BILL_ISSUED: frozenset({"amount", "currency", "number", "due_at"}),
+    # `amount` is what is still open; `stage` is "before", "due" or "after" the due date, and
+    # `days` how many days from it.
+    Event.BILL_REMINDER: frozenset({"amount", "currency", "number", "due_at", "stage", "days"}),
+    Event.INSTALMENT_REMINDER: frozenset({"amount", "currency", "due_at", "stage", "days"}),
 }
 # Context keys that hold an amount in the context's currency.
 AMOUNT_KEYS = frozenset({"amount", "balance", "level", "opening_balance", "topups", "charges"})
@@ -48,4 +58,5 @@ AMOUNT_KEYS = frozenset({"amount", "balance", "level", "opening_balance", "topup
 ATTACHMENTS: dict[str, str] = {
     Event.TOPUP_RECEIVED: "billing.receipts.receipt_attachments",
     Event.MONTHLY_STATEMENT: "reports.statement_pdf.statement_attachments",
+    Event.BILL_ISSUED: "billing.invoice_pdf.invoice_attachments",
 }

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Account, Organisation
+from billing.allocation import wallet_movement_allocate
 from billing.models import LedgerAccount, LedgerTransaction, TopupLimits
 from billing.services import (
     Entry,
@@ -569,6 +570,9 @@ def refund_start(
         requested_by=acting_user(actor),
         hold_transaction=held.transaction,
     )
+    # A postpaid payment refunded reopens the bills it had met as far as the credit left
+    # cannot cover the refund (billing.allocation).
+    wallet_movement_allocate(movement=held.transaction, payment=intent.receipt.transaction)
     intent.refunded_amount += amount
     intent.save(update_fields=["refunded_amount", "updated_at"])
     audit_record(
@@ -660,6 +664,8 @@ def refund_conclude(*, refund_id: int, result: RefundResult) -> str:
             reverses=hold,
         )
         refund.settle_transaction = released.transaction
+        # The money is back in the wallet: on a postpaid account it meets the bills again.
+        wallet_movement_allocate(movement=released.transaction)
         refund.status = RefundStatus.FAILED
         refund.failure_reason = str(result.payload.get("error", ""))[:300]
         intent.refunded_amount -= refund.amount

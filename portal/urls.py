@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal import auth_views, views
+from portal import auth_views, views, views_bills, views_debts
 
 app_name = "portal"
 urlpatterns = [
@@ -20,4 +20,6 @@ urlpatterns = [
     path("receipts/<uuid:receipt_uuid>/", views.receipt, name="receipt"),
     path("receipts/<uuid:receipt_uuid>/pdf/", views.receipt_download, name="receipt-pdf"),
     path("settings/", views.settings_page, name="settings"),
+    *views_bills.urlpatterns,
+    *views_debts.urlpatterns,
 ]

@@ -281,9 +281,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Task modules beside an app's tasks.py, which autodiscovery does not find on its own.
+CELERY_IMPORTS = ("billing.tasks_bills", "billing.tasks_debts")
 # Queues are named for their work so each can get its own workers.
 CELERY_TASK_ROUTES = {
     "billing.tasks.*": {"queue": "billing"},
+    "billing.tasks_debts.*": {"queue": "billing"},
+    "billing.tasks_bills.*": {"queue": "billing"},
     "meters.tasks.execute_relay_command": {"queue": "commands"},
     "meters.tasks.check_relay_confirmation": {"queue": "commands"},
     "meters.tasks.resume_relay_commands": {"queue": "commands"},
@@ -320,6 +324,14 @@ CELERY_BEAT_SCHEDULE = {
     "exports-expire": {"task": "reports.tasks.exports_expire_task", "schedule": 3600.0},
     # Like the daily freeze: finds the properties whose local month has ended since.
     "monthly-statements": {"task": "reports.tasks.monthly_statements_task", "schedule": 900.0},
+    # Postpaid accounts' instalments onto their wallets on their due dates (billing.debts).
+    "instalments-due": {
+        "task": "billing.tasks_debts.instalments_due_sweep_task",
+        "schedule": 900.0,
+    },
+    # The freeze issues each month's bills as it completes; this catches a lost hand-over.
+    "postpaid-bills": {"task": "billing.tasks_bills.bills_issue_due_task", "schedule": 900.0},
+    "bill-reminders": {"task": "billing.tasks_bills.reminders_task", "schedule": 3600.0},
 }
 # django-celery-beat's database schedule, fired by one beat at a time (prepaid/beat.py).
 CELERY_BEAT_SCHEDULER = "prepaid.beat:SingleBeatScheduler"

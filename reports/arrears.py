@@ -8,9 +8,14 @@ Two kinds of debt, each aged as a whole from the day it arose:
   or its first frozen day if it never did.
 - **Former tenants' debts**: what a move-out moved from a wallet to the debtors book
   (`billing.settlement`, a debt-transfer transaction), aged from the move-out, less whatever
-  reversed that transfer since. Postings to the debtors book that belong to no debt transfer
-  (none are made today; a future recovery or write-off would) show on one row of their own,
-  each aged from its own date, so the report always adds up to the book.
+  reversed that transfer since; until the tenant's new tenancy at the property takes it over.
+- **Debts being recovered** (`billing.models.Debt`: raised by staff, emergency credit, arrears
+  at a switch to prepaid, or moved in from an earlier tenancy), each aged from the day it was
+  raised or moved in, at what it still owed then (`billing.debts.debts_owed_at`).
+
+Postings to the debtors book that belong to neither (none are made today; a write-off would)
+show on one row of their own, each aged from its own date, so the report always adds up to the
+book.
 
 The as-of day is the range's end, or the property's last frozen day when the end is not frozen
 yet. The total is the postpaid wallets' negative closing balances that day plus the debtors
@@ -28,6 +33,7 @@ from django.db.models import (
     Case,
     DateField,
     DecimalField,
+    Exists,
     ExpressionWrapper,
     F,
     OuterRef,
@@ -43,6 +49,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts.models import Account
+from billing.debts import debts_owed_at, transfers_moved_by
 from billing.models import DailyFreeze, FreezeCursor, LedgerAccount, LedgerTransaction, Posting
 from prepaid.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, quantize
 from reports.base import Column, Filters, Kind, Report
@@ -54,6 +61,13 @@ Book = LedgerAccount.Kind
 TxnKind = LedgerTransaction.Kind
 # The buckets' upper ends in days of age; the last has none.
 BUCKETS = (30, 60, 90)
+# The debts' own transactions (billing.debts): their postings to debtors belong to a Debt row.
+DEBT_KINDS = (
+    TxnKind.DEBT_RAISED,
+    TxnKind.EMERGENCY_CREDIT,
+    TxnKind.DEBT_RECOVERY,
+    TxnKind.INSTALMENT_BILLED,
+)
 AMOUNT = DecimalField(max_digits=AMOUNT_MAX_DIGITS, decimal_places=AMOUNT_DECIMAL_PLACES)
 
 
@@ -82,8 +96,9 @@ class ArrearsReport(Report):
     slug = "arrears"
     title = gettext_lazy("Arrears aging")
     description = gettext_lazy(
-        "Postpaid accounts in debit and former tenants' debts on the debtors book, by how long "
-        "each has been owed, as of the end of the range (or the last frozen day before it)."
+        "Postpaid accounts in debit, former tenants' debts and debts being recovered from "
+        "top-ups, by how long each has been owed, as of the end of the range (or the last "
+        "frozen day before it)."
     )
 
     def columns(self, filters: Filters) -> Sequence[Column]:
@@ -150,8 +165,21 @@ class ArrearsReport(Report):
                 owed=ExpressionWrapper(F("amount") - F("repaid"), output_field=AMOUNT),
                 since=TruncDate("transaction__effective_at", tzinfo=filters.zone),
             )
+            .exclude(
+                Exists(
+                    transfers_moved_by(end=end).filter(transaction_id=OuterRef("transaction_id"))
+                )
+            )
             .filter(owed__gt=0)
             .order_by("since", "transaction_id")
+        )
+
+    def _recovering(self, filters: Filters, day: date) -> QuerySet:
+        end = filters.local_midnight(day + timedelta(days=1))
+        return (
+            debts_owed_at(property=filters.property, end=end)
+            .annotate(since=TruncDate("created_at", tzinfo=filters.zone))
+            .order_by("since", "pk")
         )
 
     def _others(self, filters: Filters, day: date) -> list[Decimal] | None:
@@ -163,8 +191,8 @@ class ArrearsReport(Report):
             ledger_account__kind=Book.DEBTORS,
             transaction__created_at__lt=end,
         ).exclude(
-            Q(transaction__kind=TxnKind.DEBT_TRANSFER)
-            | Q(transaction__reverses__kind=TxnKind.DEBT_TRANSFER)
+            Q(transaction__kind__in=[TxnKind.DEBT_TRANSFER, *DEBT_KINDS])
+            | Q(transaction__reverses__kind__in=[TxnKind.DEBT_TRANSFER, *DEBT_KINDS])
         )
         # An age of at most N days: effective on or after the midnight opening day - N.
         starts = [filters.local_midnight(day - timedelta(days=limit)) for limit in BUCKETS]
@@ -222,14 +250,26 @@ class ArrearsReport(Report):
             owed = quantize(owed, currency)
             yield (label, tenant, unit, since, age, owed, *_split(owed, age), day)
 
+    def _recovering_rows(self, filters: Filters, day: date, skip: int) -> Iterator[Sequence[Cell]]:
+        label, currency = _("Debt being recovered"), filters.currency
+        for tenant, unit, owed, since in (
+            self._recovering(filters, day)[skip:]
+            .values_list("account__tenant__name", "account__unit__name", "owed", "since")
+            .iterator(chunk_size=CHUNK)
+        ):
+            age = (day - since).days
+            owed = quantize(owed, currency)
+            yield (label, tenant, unit, since, age, owed, *_split(owed, age), day)
+
     def _other_rows(self, others: list[Decimal] | None, day: date, currency: str):
         if others is not None:
             buckets = [quantize(amount, currency) for amount in others]
             yield (_("Other debtors postings"), "", "", None, None, sum(buckets), *buckets, day)
 
     def _all_rows(self, filters: Filters, *, offset: int) -> Iterator[Sequence[Cell]]:
-        """The postpaid accounts, then the former tenants' debts, then the other postings,
-        from `offset` on: a source wholly before the offset is only counted."""
+        """The postpaid accounts, the former tenants' debts, the debts being recovered, then
+        the other postings, from `offset` on: a source wholly before the offset is only
+        counted."""
         day = as_of(filters)
         others = self._others(filters, day)
         sources = [
@@ -240,6 +280,10 @@ class ArrearsReport(Report):
             (
                 lambda: self._debts(filters, day).count(),
                 lambda skip: self._debt_rows(filters, day, skip),
+            ),
+            (
+                lambda: self._recovering(filters, day).count(),
+                lambda skip: self._recovering_rows(filters, day, skip),
             ),
             (
                 lambda: int(others is not None),
@@ -265,7 +309,12 @@ class ArrearsReport(Report):
     def count(self, filters: Filters) -> int:
         day = as_of(filters)
         others = self._others(filters, day) is not None
-        return self._postpaid(filters, day).count() + self._debts(filters, day).count() + others
+        return (
+            self._postpaid(filters, day).count()
+            + self._debts(filters, day).count()
+            + self._recovering(filters, day).count()
+            + others
+        )
 
     def totals(self, filters: Filters) -> Sequence[Cell] | None:
         sums = [ZERO] * (len(BUCKETS) + 2)

@@ -13,9 +13,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import services
+from billing.debts import debt_raise
 from billing.models import (
     Charge,
     ChargeTotals,
+    Debt,
+    Invoice,
+    InvoiceSequence,
     LedgerAccount,
     LedgerTransaction,
     ReceiptSequence,
@@ -23,6 +27,7 @@ from billing.models import (
 from billing.services import Entry
 from billing.verification import CHECKS
 from tests import factories
+from tests.billing.bills import issued_bill
 
 pytestmark = pytest.mark.django_db
 
@@ -181,6 +186,43 @@ def test_a_second_property_with_its_own_sequence_is_no_gap(ledger, property_a2):
         account=factories.AccountFactory(unit__property=property_a2), amount=Decimal(10)
     )
     assert "The ledger is consistent." in _verify()
+
+
+def test_a_gap_in_a_propertys_invoice_numbers_is_found(ledger):
+    prop = ledger["property"]
+    issued_bill(property=prop)
+    InvoiceSequence.objects.filter(property=prop).update(last_number=F("last_number") + 1)
+    issued_bill(property=prop)
+    output = _failing("invoice numbers gapless per property")
+    assert f"property {prop.pk}: 2 invoices numbered up to 3" in output
+
+
+def test_a_bill_paid_beyond_its_allocations_is_found(ledger):
+    bill = issued_bill(property=ledger["property"], amount="80.00")
+    Invoice.objects.filter(pk=bill.pk).update(paid=Decimal("10.00"))
+    output = _failing("bills add up to their allocations and the wallets")
+    assert f"invoice {bill.pk}: paid 10.0000, allocations sum to 0" in output
+
+
+def test_open_bills_asking_for_more_than_the_wallet_owes_are_found(ledger):
+    bill = issued_bill(property=ledger["property"], amount="80.00")
+    Invoice.objects.filter(pk=bill.pk).update(amount=Decimal("90.00"))
+    output = _failing("bills add up to their allocations and the wallets")
+    expected = f"account {bill.account_id}: open bills ask for 90.0000, the wallet holds -80.0000"
+    assert expected in output
+
+
+def test_a_debt_recovered_behind_the_ledgers_back_is_found(ledger, owner_a):
+    debt = debt_raise(
+        account=ledger["account"],
+        amount=Decimal("30.00"),
+        reason="Broken door",
+        counter="fees",
+        actor=owner_a,
+        idempotency_key="debt-1",
+    )
+    Debt.objects.filter(pk=debt.pk).update(recovered=Decimal("5.00"))
+    _failing("debts add up to the debtors book")
 
 
 def test_posted_charge_totals_that_drift_from_the_postings_are_found(ledger):

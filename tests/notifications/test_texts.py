@@ -26,6 +26,10 @@ SAMPLE = {
     "opening_balance": "92.32",
     "topups": "150.00",
     "charges": "172.22",
+    "number": "RSA-INV-000042",
+    "due_at": "2026-12-13T16:00:00+00:00",
+    "stage": "after",
+    "days": "7",
 }
 SHANGHAI = texts.Recipient(
     tenant_name="Ada Lovelace",
