@@ -12,14 +12,12 @@ from decimal import ROUND_DOWN, Decimal
 from itertools import count
 
 import pytest
-from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
-    RuleBasedStateMachine,
     consumes,
     invariant,
     multiple,
@@ -44,6 +42,7 @@ from payments.services import (
 )
 from tests import factories
 from tests.billing.bills import charge, postpaid_account
+from tests.stateful import DatabaseMachine
 
 ACCOUNTS = 2
 _machines = count()
@@ -52,15 +51,13 @@ cents = st.integers(min_value=100, max_value=20000).map(lambda c: Decimal(c).sca
 shares = st.integers(min_value=1, max_value=100)
 
 
-class BillsMachine(RuleBasedStateMachine):
+class BillsMachine(DatabaseMachine):
     payments = Bundle("payments")
     online_payments = Bundle("online_payments")
     pending_refunds = Bundle("pending_refunds")
 
     def __init__(self):
         super().__init__()
-        self._savepoint = transaction.atomic()
-        self._savepoint.__enter__()
         run = next(_machines)
         self.property = factories.PropertyFactory(
             organisation=factories.OrganisationFactory(), code=f"B{run}"
@@ -80,10 +77,6 @@ class BillsMachine(RuleBasedStateMachine):
         )
         self.keys = count()
         self.period_end = timezone.now()
-
-    def teardown(self):
-        transaction.set_rollback(True)
-        self._savepoint.__exit__(None, None, None)
 
     @rule(i=st.integers(0, ACCOUNTS - 1), amount=cents)
     def charge(self, i, amount):

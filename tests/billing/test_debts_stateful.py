@@ -12,13 +12,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from itertools import count
 
-import time_machine
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Sum
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
 from accounts.models import Account
 from billing import debts
@@ -27,6 +25,7 @@ from billing.models import CreditPolicy, Debt, DebtRecovery, LedgerAccount, Post
 from billing.services import topup_record, transaction_reverse
 from billing.verification import ledger_violations
 from tests import factories
+from tests.stateful import DatabaseMachine
 
 PERCENT = Decimal(25)
 CAP = Decimal(30)
@@ -37,13 +36,12 @@ _machines = count()
 cents = st.integers(min_value=1, max_value=20000).map(lambda c: Decimal(c).scaleb(-2))
 
 
-class DebtsMachine(RuleBasedStateMachine):
-    def __init__(self):
+class DebtsMachine(DatabaseMachine):
+    def __init__(self, clock):
         super().__init__()
-        self._savepoint = transaction.atomic()
-        self._savepoint.__enter__()
-        self._clock = time_machine.travel(START, tick=False)
-        self.traveller = self._clock.start()
+        # The test's time_machine fixture owns the clock, so it stops even if a run fails.
+        self.clock = clock
+        self.clock.move_to(START, tick=False)
         self.run = next(_machines)
         self.property = factories.PropertyFactory(
             organisation=factories.OrganisationFactory(), code=f"D{self.run}"
@@ -66,11 +64,6 @@ class DebtsMachine(RuleBasedStateMachine):
         self.accounts = [*self.prepaid, self.postpaid]
         self.keys = count()
         self.topups = []
-
-    def teardown(self):
-        self._clock.stop()
-        transaction.set_rollback(True)
-        self._savepoint.__exit__(None, None, None)
 
     def _key(self) -> str:
         return f"{self.run}-{next(self.keys)}"
@@ -148,7 +141,7 @@ class DebtsMachine(RuleBasedStateMachine):
 
     @rule(days=st.integers(0, 10), hours=st.integers(0, 23))
     def time_passes(self, days, hours):
-        self.traveller.shift(timedelta(days=days, hours=hours))
+        self.clock.shift(timedelta(days=days, hours=hours))
 
     @rule()
     def bill_instalments(self):
@@ -206,8 +199,8 @@ class DebtsMachine(RuleBasedStateMachine):
             assert recovered <= CAP
 
 
-def test_random_sequences_of_debt_operations_keep_every_invariant(db):
+def test_random_sequences_of_debt_operations_keep_every_invariant(db, time_machine):
     run_state_machine_as_test(
-        DebtsMachine,
+        lambda: DebtsMachine(time_machine),
         settings=settings(max_examples=12, stateful_step_count=25, deadline=None),
     )

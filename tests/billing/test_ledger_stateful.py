@@ -10,14 +10,13 @@ from decimal import Decimal
 from itertools import count
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, Sum
 from django.utils import timezone
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
-    RuleBasedStateMachine,
     consumes,
     invariant,
     multiple,
@@ -31,6 +30,7 @@ from billing.services import ChargeInput, IdempotencyConflict, LedgerError
 from billing.verification import ledger_violations
 from prepaid.money import quantize
 from tests import factories
+from tests.stateful import DatabaseMachine
 
 ACCOUNTS = 3
 MAX_BALANCE = Decimal(1500)
@@ -40,15 +40,11 @@ cents = st.integers(min_value=100, max_value=70000).map(lambda c: Decimal(c).sca
 exact = st.decimals(min_value=0, max_value=30, places=6, allow_nan=False, allow_infinity=False)
 
 
-class LedgerMachine(RuleBasedStateMachine):
+class LedgerMachine(DatabaseMachine):
     topups = Bundle("topups")
 
     def __init__(self):
         super().__init__()
-        # Each run works in a savepoint of the test's transaction, rolled back in teardown, so
-        # runs (and the many of shrinking) start clean and stay fast.
-        self._savepoint = transaction.atomic()
-        self._savepoint.__enter__()
         # Its own organisation and property: receipt numbers start at 1, checks stay scoped.
         self.run = next(_machines)
         self.property = factories.PropertyFactory(
@@ -73,10 +69,6 @@ class LedgerMachine(RuleBasedStateMachine):
         self.topup_keys: set[str] = set()
         self.charge_keys: set[str] = set()
         self.reversal_keys: dict[str, str] = {}  # top-up key -> its reversal's key
-
-    def teardown(self):
-        transaction.set_rollback(True)
-        self._savepoint.__exit__(None, None, None)
 
     def _key(self, prefix: str) -> str:
         return f"{prefix}-{self.run}-{next(self.keys)}"
