@@ -151,6 +151,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Server-side binding lets psycopg prepare a statement once a connection has run it five times,
+    # so the hot paths (top-ups, charging, ingest) stop paying PostgreSQL's planner on every
+    # call. A transaction-mode pooler needs PgBouncer 1.21+ with max_prepared_statements, or
+    # DATABASE_PREPARE_THRESHOLD=0 to turn preparing off.
+    prepare_threshold = env_int("DATABASE_PREPARE_THRESHOLD", 5)
+    DATABASES["default"]["OPTIONS"] = {
+        "server_side_binding": True,
+        "prepare_threshold": prepare_threshold or None,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache: Redis when REDIS_URL is set, a process-local cache otherwise.
